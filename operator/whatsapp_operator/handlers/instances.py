@@ -1,0 +1,59 @@
+"""WhatsAppInstance: indexed by server for the probers; changes wake the owning prober; deletion
+removes the Evolution instance (unless `deletionPolicy: Retain`)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from whatsapp_operator import GROUP, VERSION
+from whatsapp_operator.evolution import errors as evo_errors
+from whatsapp_operator.handlers import registry
+from whatsapp_operator.resources import InstanceSpec
+from whatsapp_operator.runtime import Runtime
+
+RESOURCE = (GROUP, VERSION, "whatsappinstances")
+logger = logging.getLogger(__name__)
+
+
+@kopf.index(*RESOURCE, registry=registry)
+def instances_by_server(body: kopf.Body, **_: Any) -> dict[tuple[str, str], InstanceSpec]:
+    spec = InstanceSpec.parse(body)
+    return {(spec.namespace, spec.server): spec}
+
+
+@kopf.on.event(*RESOURCE, registry=registry)
+def instance_event(body: kopf.Body, type: str | None, memo: Runtime, **_: Any) -> None:
+    """Every watch event, our own status writes included: cheap, the prober ignores non-news."""
+    spec = InstanceSpec.parse(body)
+    prober = memo.prober(spec.namespace, spec.server)
+    if prober is None:
+        return  # the server's prober loads it from the index when it starts
+    if type == "DELETED" or body.metadata.get("deletionTimestamp"):
+        prober.forget(spec.key)
+        return
+    for other in memo.probers.values():  # serverRef changed: hand it over
+        if other is not prober:
+            other.forget(spec.key)
+    prober.update(spec)
+
+
+@kopf.on.delete(*RESOURCE, registry=registry, timeout=600)
+async def instance_deleted(body: kopf.Body, memo: Runtime, retry: int, **_: Any) -> None:
+    spec = InstanceSpec.parse(body)
+    prober = memo.prober(spec.namespace, spec.server)
+    if spec.retain:
+        logger.info("%s/%s deleted; Evolution instance %s retained", *spec.key, spec.instance_name)
+        return
+    if prober is None:
+        kopf.warn(body, reason="NotCleanedUp", message=f"no EvolutionServer {spec.server!r}; {spec.instance_name} kept")
+        return
+    prober.forget(spec.key)
+    try:
+        with contextlib.suppress(evo_errors.InstanceNotFound):
+            await prober.client.delete(spec.instance_name)
+    except evo_errors.EvolutionUnavailable as exc:
+        raise kopf.TemporaryError(f"cannot delete {spec.instance_name} on Evolution yet: {exc}", delay=15) from exc

@@ -1,0 +1,106 @@
+"""The few Kubernetes API calls the operator makes outside kopf's handlers: reading Secrets and
+merge-patching the status of objects that the probers own.
+
+Credentials come from kopf's own login (service account, kubeconfig, or an explicit server), so
+the operator authenticates exactly one way.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import ssl
+from typing import Any
+
+import aiohttp
+import kopf
+
+from whatsapp_operator import GROUP, VERSION
+
+logger = logging.getLogger(__name__)
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed; `status` is the HTTP status (0 when unreachable)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SecretMissing(KubeError):
+    """The referenced Secret or key does not exist."""
+
+
+class KubeApi:
+    def __init__(self) -> None:
+        self._info: kopf.ConnectionInfo | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def use(self, info: kopf.ConnectionInfo) -> None:
+        """Called from the login handler, also on re-login after the token rotated."""
+        self._info = info
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._info is None:
+            raise KubeError("not logged in to the Kubernetes API yet")
+        if self._session is None or self._session.closed:
+            info = self._info
+            headers = {"Accept": "application/json"}
+            if info.token:
+                headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+            auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
+            context: ssl.SSLContext | bool = False if info.insecure else ssl.create_default_context()
+            if isinstance(context, ssl.SSLContext):
+                if info.ca_path:
+                    context.load_verify_locations(cafile=info.ca_path)
+                if info.ca_data:
+                    context.load_verify_locations(cadata=info.ca_data.decode())
+                if info.certificate_path and info.private_key_path:
+                    context.load_cert_chain(info.certificate_path, info.private_key_path)
+            self._session = aiohttp.ClientSession(
+                base_url=info.server.rstrip("/") + "/",
+                headers=headers,
+                auth=auth,
+                connector=aiohttp.TCPConnector(ssl=context, limit=20),
+                timeout=aiohttp.ClientTimeout(total=30, connect=5),
+            )
+        return self._session
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        session = self._ensure_session()
+        try:
+            async with session.request(method, path.lstrip("/"), **kwargs) as response:
+                if response.status >= 400:
+                    text = await response.text()
+                    raise KubeError(f"{method} {path}: HTTP {response.status}: {text[:300]}", response.status)
+                result: dict[str, Any] = await response.json(content_type=None)
+                return result
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeError(f"{method} {path}: {type(exc).__name__}") from exc
+
+    async def read_secret(self, namespace: str, name: str, key: str) -> str:
+        try:
+            secret = await self._request("GET", f"api/v1/namespaces/{namespace}/secrets/{name}")
+        except KubeError as exc:
+            if exc.status == 404:
+                raise SecretMissing(f"Secret {namespace}/{name} does not exist", 404) from exc
+            raise
+        encoded = (secret.get("data") or {}).get(key)
+        if encoded is None:
+            raise SecretMissing(f"Secret {namespace}/{name} has no key {key!r}", 404)
+        return base64.b64decode(encoded).decode().strip()
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self._request(
+            "PATCH",
+            f"apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}/status",
+            json={"status": status},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )

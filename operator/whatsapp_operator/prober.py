@@ -1,0 +1,461 @@
+"""One prober per EvolutionServer: probes its instances on their own deadlines and reconciles.
+
+A fixed pool of `concurrency` workers takes due instances from a queue, so the number of tasks and
+connections is bounded whatever the fleet size; one `Schedule` heap holds every deadline, so an
+idle instance costs a heap entry and a small record, not a timer or a task. All decisions are the
+state machine's (`machine.reconcile`); this module only does the I/O around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import logging
+import secrets
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import kopf
+
+from whatsapp_operator import machine
+from whatsapp_operator.breaker import BreakerState, CircuitBreaker
+from whatsapp_operator.clock import LoopClock
+from whatsapp_operator.evolution import EvolutionClient
+from whatsapp_operator.evolution import errors as evo_errors
+from whatsapp_operator.evolution.models import InstanceState as EvoState
+from whatsapp_operator.evolution.models import QRCode, WebhookSettings
+from whatsapp_operator.kube import KubeApi, KubeError
+from whatsapp_operator.machine import Condition, InstanceState, Observation, Outcome
+from whatsapp_operator.phases import Phase
+from whatsapp_operator.phone import InvalidPhoneNumber, evolution_number, normalize_phone
+from whatsapp_operator.resources import InstanceSpec, ServerSpec
+from whatsapp_operator.schedule import Schedule
+from whatsapp_operator.status import from_status, normalize, status_patch, to_status
+
+if TYPE_CHECKING:
+    from whatsapp_operator.mirror import StatusMirror
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name) of a WhatsAppInstance
+WEBHOOK_EVENTS = ("CONNECTION_UPDATE", "QRCODE_UPDATED", "STATUS_INSTANCE")
+
+
+def mirror_key(key: Key) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+@dataclasses.dataclass(slots=True)
+class Tracked:
+    """The prober's memory of one instance (sized for 10,000 per replica)."""
+
+    spec: InstanceSpec
+    state: InstanceState
+    written: dict[str, Any]  # the status as last written or read: the base of every patch
+    db_condition: Condition | None = None
+    code_fingerprint: str | None = None  # a hash of the last code seen, never the code
+    code_valid_until: datetime.datetime | None = None
+    exists: bool = False  # the Evolution instance is known to exist
+    pair_handled: str | None = None  # the last pair-requested-at annotation answered
+    forced: bool = False  # the next recorded transition follows a forced logout
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerCounts:
+    breaker: BreakerState
+    reachable: bool | None
+    phases: dict[str, int]
+
+
+class ServerProber:
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        spec: ServerSpec,
+        api_key: str,
+        kube: KubeApi,
+        mirror: StatusMirror | None = None,
+        webhook_secret: str | None = None,
+        notify_cooldown: datetime.timedelta = datetime.timedelta(minutes=30),
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.spec = spec
+        self.kube = kube
+        self.mirror = mirror
+        self.webhook_secret = webhook_secret
+        self.notify_cooldown = notify_cooldown
+        self.clock = LoopClock()
+        self.breaker = CircuitBreaker(spec.failure_threshold, spec.open_seconds, on_change=self._breaker_changed)
+        self.client = EvolutionClient(
+            spec.url,
+            api_key,
+            timeout=spec.probe_timeout,
+            attempts=spec.probe_attempts,
+            breaker=self.breaker,
+            max_connections=spec.concurrency,
+        )
+        self.tracked: dict[Key, Tracked] = {}
+        self.schedule: Schedule[Key] = Schedule()
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._reachable: bool | None = None
+        self._written_server: dict[str, Any] = {}
+        self._server_dirty = True
+        self.status_patches = 0
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- membership: kopf's index and watch events tell the prober what exists ------------------
+
+    def load(self, specs: Iterable[InstanceSpec]) -> None:
+        for spec in specs:
+            self.update(spec)
+
+    def update(self, spec: InstanceSpec) -> None:
+        """An instance was seen (watch event or index): track it, or notice what changed."""
+        now = self.clock.monotonic()
+        tracked = self.tracked.get(spec.key)
+        if tracked is None:
+            state = from_status(spec.status)
+            self.tracked[spec.key] = Tracked(
+                spec=spec,
+                state=state,
+                written=dict(spec.status),
+                exists=state.phase is not Phase.PENDING,
+                pair_handled=spec.status.get("pairRequestHandled"),
+            )
+            if state.phase is Phase.PENDING:
+                self.schedule.set(spec.key, now)  # new: probe right away
+            else:
+                self.schedule.add_jittered(spec.key, now, self.spec.probe_interval)
+            self._server_dirty = True
+            self._wake.set()
+        elif tracked.spec != spec:
+            tracked.spec = spec
+            self.schedule.pull_forward(spec.key, now)
+            self._wake.set()
+
+    def forget(self, key: Key) -> None:
+        if self.tracked.pop(key, None) is not None:
+            self.schedule.remove(key)
+            self._server_dirty = True
+
+    def probe_soon(self, key: Key) -> None:
+        """Something happened to this instance (a webhook): do not wait for its next tick."""
+        if key in self.tracked and self.schedule.pull_forward(key, self.clock.monotonic()):
+            self._wake.set()
+
+    def reconfigure(self, spec: ServerSpec) -> None:
+        """Probe and remediation settings apply from the next probe; the URL and the breaker need a
+        new client, which the server handler does by restarting the prober."""
+        self.spec = spec
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        workers = [asyncio.create_task(self._worker(), name=f"probe-{i}") for i in range(self.spec.concurrency)]
+        try:
+            while True:
+                for key in self.schedule.pop_due(self.clock.monotonic()):
+                    self._queue.put_nowait(key)
+                await self._write_server_status()
+                deadline = self.schedule.next_deadline()
+                self._wake.clear()
+                timeout = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await self.client.aclose()
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._queue.get()
+            tracked = self.tracked.get(key)
+            if tracked is None:
+                continue
+            try:
+                next_at = await self._probe(tracked)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("probing %s/%s failed unexpectedly", *key)
+                next_at = self.clock.monotonic() + self.spec.probe_interval
+            if next_at is not None and self.tracked.get(key) is tracked:
+                self.schedule.pull_forward(key, next_at)
+                self._wake.set()
+
+    # -- one probe ------------------------------------------------------------------------------
+
+    def _policy(self, spec: InstanceSpec) -> machine.Policy:
+        return machine.Policy(
+            stuck_after=datetime.timedelta(seconds=self.spec.stuck_after),
+            max_forced_logouts=self.spec.max_forced_logouts,
+            notify_cooldown=self.notify_cooldown,
+            notifications_enabled=spec.notify,
+        )
+
+    async def _probe(self, t: Tracked) -> float | None:
+        """Observe, decide, act, record. Returns the loop time of the next probe (None: none)."""
+        if t.spec.suspend:
+            await self._commit(t, machine.suspended(t.state, self.clock.now()))
+            return None
+        obs = await self._observe(t)
+        decision = machine.reconcile(t.state, obs, self.clock.now(), self._policy(t.spec))
+        await self._commit(t, decision.state)
+        self._emit(t, decision.actions)
+        follow_up = await self._act(t, decision.actions)
+        if follow_up is not None:
+            decision = machine.reconcile(t.state, follow_up, self.clock.now(), self._policy(t.spec))
+            await self._commit(t, decision.state)
+            self._emit(t, decision.actions)
+        interval_at = self.clock.monotonic() + self.spec.probe_interval
+        if decision.recheck_at is None:
+            return interval_at
+        # A little after the deadline, so that the deadline has really passed when we look.
+        return min(interval_at, self.clock.loop_time(decision.recheck_at) + 0.5)
+
+    async def _observe(self, t: Tracked) -> Observation:
+        try:
+            if not t.exists:
+                await self._ensure_created(t)
+            if t.spec.pair_requested_at and t.spec.pair_requested_at != t.pair_handled:
+                await self._start_pairing(t)
+                t.pair_handled = t.spec.pair_requested_at
+            live = await self.client.connection_state(t.spec.instance_name)
+            state = live.state
+            if state == "close" and t.state.phase is Phase.PENDING:
+                return await self._pairing_observation(t, await self._start_pairing(t))
+            if state == "connecting" and not self._code_valid(t):
+                return await self._pairing_observation(t, await self.client.connect(t.spec.instance_name))
+            reason = 200 if state == "open" else None
+            if state == "close":
+                reason = await self._close_reason(t)
+            return Observation(Outcome.STATE, state=state, reason=reason, code_valid_until=self._valid_code(t))
+        except evo_errors.InstanceNotFound:
+            t.exists = False
+            return Observation(Outcome.MISSING)
+        except evo_errors.EvolutionUnavailable as exc:
+            return Observation(Outcome.FAILED, error=_failure_reason(exc))
+        except evo_errors.EvolutionError as exc:
+            logger.warning("probing %s: %s", t.spec.instance_name, exc)
+            return Observation(Outcome.FAILED, error=type(exc).__name__)
+
+    def _code_valid(self, t: Tracked) -> bool:
+        return t.code_valid_until is not None and t.code_valid_until > self.clock.now()
+
+    def _valid_code(self, t: Tracked) -> datetime.datetime | None:
+        return t.code_valid_until if self._code_valid(t) else None
+
+    async def _pairing_observation(self, t: Tracked, answer: QRCode | EvoState) -> Observation:
+        """Make sense of a connect answer: a code we have not seen before is a live pairing code;
+        the same code again is stale (Evolution never clears old QR fields)."""
+        if isinstance(answer, EvoState):
+            state = answer.state
+            return Observation(Outcome.STATE, state=state, reason=200 if state == "open" else None)
+        secret = answer.pairing_code or answer.code
+        if secret:
+            fingerprint = hashlib.sha256(secret.encode()).hexdigest()[:16]
+            if fingerprint != t.code_fingerprint:
+                now = self.clock.now()
+                t.code_fingerprint = fingerprint
+                t.code_valid_until = now + machine.CODE_LIFETIME
+                if answer.pairing_code and self.mirror is not None:
+                    self.mirror.record_pairing_code(
+                        key=mirror_key(t.spec.key),
+                        driver_id=t.spec.driver_id,
+                        code=answer.pairing_code,
+                        generated_at=now,
+                        expires_at=t.code_valid_until,
+                    )
+        return Observation(Outcome.STATE, state="connecting", code_valid_until=self._valid_code(t))
+
+    async def _close_reason(self, t: Tracked) -> int | None:
+        """connectionState has no reason; fetchInstances has the last terminal one. Only trusted
+        when it is newer than the last time we saw the instance connected."""
+        if t.state.state == "close" and t.state.status_reason is not None:
+            return t.state.status_reason  # already known: no extra call on steady state
+        rows = await self.client.fetch_instances(t.spec.instance_name)
+        row = next((r for r in rows if r.name == t.spec.instance_name), None)
+        if row is None or row.disconnection_reason_code is None:
+            return None
+        since = t.state.last_connected
+        at = row.disconnection_at
+        if since is not None and at is not None:
+            at = at if at.tzinfo else at.replace(tzinfo=datetime.UTC)
+            if at < since:
+                return None
+        return row.disconnection_reason_code
+
+    def _number(self, t: Tracked) -> str | None:
+        if t.spec.pairing_method != "pairingCode":
+            return None
+        try:
+            return evolution_number(normalize_phone(t.spec.phone))
+        except InvalidPhoneNumber as exc:
+            kopf.event(t.spec.body, type="Warning", reason="InvalidPhoneNumber", message=str(exc))
+            return None
+
+    async def _ensure_created(self, t: Tracked) -> None:
+        webhook = None
+        if self.spec.webhook_url:
+            headers = {"jwt_key": self.webhook_secret} if self.webhook_secret else {}
+            webhook = WebhookSettings(url=self.spec.webhook_url, events=WEBHOOK_EVENTS, headers=headers)
+        with contextlib.suppress(evo_errors.NameInUse):  # it exists already: adopt it
+            token = secrets.token_hex(16).upper()  # distinct per instance; the operator uses the global key
+            await self.client.create_instance(t.spec.instance_name, token=token, webhook=webhook)
+        t.exists = True
+
+    async def _start_pairing(self, t: Tracked) -> QRCode | EvoState:
+        return await self.client.connect(t.spec.instance_name, number=self._number(t))
+
+    async def _act(self, t: Tracked, actions: tuple[machine.Action, ...]) -> Observation | None:
+        """Carry out remediation; the connect that follows it is observed at once."""
+        try:
+            for action in actions:
+                if isinstance(action, machine.ForceLogout):
+                    # Already closed (NotConnected): the connect below is all that is needed.
+                    with contextlib.suppress(evo_errors.NotConnected):
+                        await self.client.logout(t.spec.instance_name)
+                    t.forced = True
+                    t.code_valid_until = None
+                    return await self._pairing_observation(t, await self._start_pairing(t))
+                if isinstance(action, machine.Recreate):
+                    await self._ensure_created(t)
+                    kopf.event(t.spec.body, type="Normal", reason="Recreated", message="recreated on Evolution")
+                    return await self._pairing_observation(t, await self._start_pairing(t))
+                if isinstance(action, machine.Notify):
+                    logger.info("%s/%s: driver notification due (%s)", *t.spec.key, action.kind)
+        except evo_errors.EvolutionError as exc:
+            logger.warning("remediating %s: %s", t.spec.instance_name, exc)
+            return Observation(Outcome.FAILED, error=_failure_reason(exc))
+        return None
+
+    def _emit(self, t: Tracked, actions: tuple[machine.Action, ...]) -> None:
+        for action in actions:
+            if isinstance(action, machine.Event):
+                kopf.event(t.spec.body, type=action.type, reason=action.reason, message=action.message)
+
+    # -- recording ------------------------------------------------------------------------------
+
+    async def _commit(self, t: Tracked, new: InstanceState) -> None:
+        new = normalize(new)
+        old = t.state
+        if new.phase is not old.phase:
+            self._server_dirty = True
+            if self.mirror is not None:
+                self.mirror.record_transition(
+                    key=mirror_key(t.spec.key),
+                    instance=t.spec.instance_name,
+                    driver_id=t.spec.driver_id,
+                    from_phase=old.phase,
+                    to_phase=new.phase,
+                    state=new.state,
+                    reason=new.status_reason,
+                    forced=t.forced,
+                    at=self.clock.now(),
+                )
+                if new.phase is Phase.CONNECTED:
+                    self.mirror.clear_pairing_code(key=mirror_key(t.spec.key), driver_id=t.spec.driver_id)
+            t.forced = False
+        t.state = new
+        await self.write_status(t)
+
+    async def write_status(self, t: Tracked) -> None:
+        extra = (t.db_condition,) if t.db_condition is not None else ()
+        desired = to_status(t.state, extra) | {
+            "instanceName": t.spec.instance_name,
+            "server": self.name,
+            "observedGeneration": t.spec.generation,
+            "pairRequestHandled": t.pair_handled,
+        }
+        patch = status_patch(t.written, desired)
+        if not patch:
+            return
+        namespace, name = t.spec.key
+        try:
+            await self.kube.patch_status("whatsappinstances", namespace, name, patch)
+        except KubeError as exc:
+            if exc.status == 404:
+                self.forget(t.spec.key)
+                return
+            logger.warning("writing the status of %s/%s: %s", namespace, name, exc)
+            return
+        self.status_patches += 1
+        t.written.update(patch)
+        for key in [k for k, v in t.written.items() if v is None]:
+            del t.written[key]
+
+    def database_synced(self, key: Key, status: str, reason: str, message: str) -> None:
+        """The mirror's verdict on one instance changed: show it as condition DatabaseSynced."""
+        t = self.tracked.get(key)
+        if t is None:
+            return
+        current = (t.db_condition,) if t.db_condition is not None else ()
+        (condition,) = machine.set_condition(current, "DatabaseSynced", status, reason, message, self.clock.now())
+        if condition != t.db_condition:
+            t.db_condition = condition
+            self._background.add(task := asyncio.get_running_loop().create_task(self.write_status(t)))
+            task.add_done_callback(self._background.discard)
+
+    # -- the EvolutionServer's own status -------------------------------------------------------
+
+    def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
+        logger.warning("Evolution server %s/%s: circuit breaker %s -> %s", self.namespace, self.name, old, new)
+        self._reachable = new is BreakerState.CLOSED
+        self._server_dirty = True
+        self._wake.set()
+
+    def counts(self) -> ServerCounts:
+        phases = collections.Counter(str(t.state.phase) for t in self.tracked.values())
+        return ServerCounts(self.breaker.state, self._reachable, dict(phases))
+
+    async def _write_server_status(self) -> None:
+        if not self._server_dirty:
+            return
+        self._server_dirty = False
+        counts = self.counts()
+        unhealthy = sum(
+            n for phase, n in counts.phases.items() if phase not in (Phase.CONNECTED, Phase.PAIRING, Phase.SUSPENDED)
+        )
+        desired: dict[str, Any] = {
+            "breaker": str(counts.breaker),
+            "instances": len(self.tracked),
+            "connected": counts.phases.get(Phase.CONNECTED, 0),
+            "unhealthy": unhealthy,
+            "phases": {str(p): counts.phases.get(p, 0) for p in Phase},
+        }
+        if counts.reachable is not None:
+            ready = "True" if counts.reachable else "False"
+            reason = "Reachable" if counts.reachable else "BreakerOpen"
+            desired["conditions"] = [{"type": "Ready", "status": ready, "reason": reason, "message": ""}]
+        patch = status_patch(self._written_server, desired)
+        if not patch:
+            return
+        try:
+            await self.kube.patch_status("evolutionservers", self.namespace, self.name, patch)
+        except KubeError as exc:
+            logger.warning("writing the status of EvolutionServer %s/%s: %s", self.namespace, self.name, exc)
+            self._server_dirty = True
+            return
+        self._written_server.update(patch)
+
+
+def _failure_reason(exc: evo_errors.EvolutionError) -> str:
+    """A stable, CamelCase reason for conditions and metrics (never the error text: no churn)."""
+    if isinstance(exc, evo_errors.CircuitOpen):
+        return "CircuitOpen"
+    if isinstance(exc, evo_errors.EvolutionTimeout):
+        return "Timeout"
+    if isinstance(exc, evo_errors.EvolutionUnavailable):
+        return "Unreachable"
+    return type(exc).__name__
+

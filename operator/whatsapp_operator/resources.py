@@ -1,0 +1,142 @@
+"""Typed views of the two custom resources, read from the raw bodies kopf hands over.
+
+The CRD schema has already validated and defaulted these bodies; the defaults here only matter
+for objects written before a field existed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from whatsapp_operator import GROUP
+
+FINALIZER = f"{GROUP}/finalizer"
+PAIR_REQUESTED_ANNOTATION = f"{GROUP}/pair-requested-at"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def instance_name_for(driver_id: str) -> str:
+    """A stable, DNS-safe Evolution instance name for a driver: the id itself when it already is
+    a DNS label, else a readable slug plus a hash of the exact id (so two ids never collide)."""
+    if _DNS_LABEL.match(driver_id):
+        return driver_id
+    slug = re.sub(r"[^a-z0-9]+", "-", driver_id.lower()).strip("-")[:40].strip("-")
+    digest = hashlib.sha256(driver_id.encode()).hexdigest()[:10]
+    return f"wa-{slug}-{digest}" if slug else f"wa-{digest}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretRef:
+    name: str
+    key: str
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> SecretRef | None:
+        if not raw or not raw.get("name") or not raw.get("key"):
+            return None
+        return cls(str(raw["name"]), str(raw["key"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSpec:
+    url: str
+    api_key_ref: SecretRef
+    webhook_url: str | None = None
+    webhook_auth_ref: SecretRef | None = None
+    probe_interval: float = 30.0
+    probe_timeout: float = 5.0
+    probe_attempts: int = 3
+    concurrency: int = 50
+    failure_threshold: int = 5
+    open_seconds: float = 60.0
+    stuck_after: float = 30.0
+    max_forced_logouts: int = 3
+    sender_instance: str | None = None
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any]) -> ServerSpec:
+        api_key_ref = SecretRef.parse(spec.get("apiKeySecretRef"))
+        if api_key_ref is None:
+            raise ValueError("spec.apiKeySecretRef needs a name and a key")
+        probe = spec.get("probe") or {}
+        breaker = spec.get("circuitBreaker") or {}
+        remediation = spec.get("remediation") or {}
+        webhook = spec.get("webhook") or {}
+        return cls(
+            url=str(spec["url"]).rstrip("/"),
+            api_key_ref=api_key_ref,
+            webhook_url=webhook.get("url") or None,
+            webhook_auth_ref=SecretRef.parse(webhook.get("authSecretRef")),
+            probe_interval=float(probe.get("intervalSeconds", 30)),
+            probe_timeout=float(probe.get("timeoutSeconds", 5)),
+            probe_attempts=int(probe.get("attempts", 3)),
+            concurrency=int(probe.get("concurrency", 50)),
+            failure_threshold=int(breaker.get("failureThreshold", 5)),
+            open_seconds=float(breaker.get("openSeconds", 60)),
+            stuck_after=float(remediation.get("stuckAfterSeconds", 30)),
+            max_forced_logouts=int(remediation.get("maxForcedLogoutsPerHour", 3)),
+            sender_instance=(spec.get("notifier") or {}).get("senderInstance") or None,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceSpec:
+    """What the prober needs of one WhatsAppInstance; small on purpose, one lives per instance
+    in kopf's index."""
+
+    namespace: str
+    name: str
+    uid: str
+    driver_id: str
+    phone: str
+    driver_name: str
+    instance_name: str
+    server: str
+    pairing_method: str
+    notify: bool
+    suspend: bool
+    retain: bool
+    generation: int
+    pair_requested_at: str | None
+    status: Mapping[str, Any] = dataclasses.field(compare=False, hash=False, repr=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """Enough of the object for kopf to attach Events to it."""
+        return {
+            "apiVersion": f"{GROUP}/v1alpha1",
+            "kind": "WhatsAppInstance",
+            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
+        }
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> InstanceSpec:
+        meta = body.get("metadata") or {}
+        spec = body.get("spec") or {}
+        driver_id = str(spec["driverId"])
+        return cls(
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta["name"]),
+            uid=str(meta.get("uid", "")),
+            driver_id=driver_id,
+            phone=str(spec["phoneNumber"]),
+            driver_name=str(spec.get("driverName") or ""),
+            instance_name=str(spec.get("instanceName") or instance_name_for(driver_id)),
+            server=str((spec.get("serverRef") or {}).get("name") or "default"),
+            pairing_method=str((spec.get("pairing") or {}).get("method") or "pairingCode"),
+            notify=bool((spec.get("notifications") or {}).get("onDisconnect", True)),
+            suspend=bool(spec.get("suspend", False)),
+            retain=spec.get("deletionPolicy") == "Retain",
+            generation=int(meta.get("generation") or 0),
+            pair_requested_at=(meta.get("annotations") or {}).get(PAIR_REQUESTED_ANNOTATION),
+            status=dict(body.get("status") or {}),
+        )
