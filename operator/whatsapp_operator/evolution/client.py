@@ -1,0 +1,373 @@
+"""Async client for the Evolution API v2.3.6 calls the operator makes (contract sections 2.1 to 2.10)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_exponential, wait_random
+
+from whatsapp_operator.breaker import CircuitBreaker, CircuitOpenError
+from whatsapp_operator.evolution.errors import (
+    BadRequest,
+    CircuitOpen,
+    EvolutionError,
+    EvolutionTimeout,
+    EvolutionUnavailable,
+    InstanceNotFound,
+    MalformedResponse,
+    NameInUse,
+    NotConnected,
+    NumberNotOnWhatsApp,
+    OperationFailed,
+    Unauthorized,
+    UnexpectedResponse,
+)
+from whatsapp_operator.evolution.models import (
+    ConnectResult,
+    CreatedInstance,
+    InstanceInfo,
+    InstanceState,
+    SentMessage,
+    WebhookSettings,
+    connect_result,
+    instance_list,
+)
+from whatsapp_operator.phone import InvalidPhoneNumber
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A TCP connect inside a cluster takes milliseconds; one that takes seconds is a dropped SYN (node down,
+# network policy), and waiting the whole read timeout for it only delays the retry.
+CONNECT_TIMEOUT = 2.0
+# Evolution runs on Node, whose HTTP server closes idle keep-alive connections after 5 s; reusing one
+# just as the server closes it fails the request, so the client lets idle connections go first.
+KEEPALIVE_EXPIRY = 4.0
+# Server-side waits before Evolution answers (contract 2.1, 2.2, 2.6), added to the read timeout.
+CREATE_WITH_QR_WAIT = 5.0
+CONNECT_WAIT = 2.0
+
+_DIGITS = re.compile(r"[1-9]\d{7,14}")
+_INSTANCE_MISSING = re.compile(r'^(The "[^"]*" instance does not exist|Instance "[^"]*" not found)$')
+_NAME_IN_USE = re.compile(r'^This name "[^"]*" is already in use\.$')
+_NOT_CONNECTED = re.compile(r'^The "[^"]*" instance is not connected$')
+
+
+def _digits(number: str) -> str:
+    """Evolution pastes the number into a WhatsApp JID as it is: a '+' or a space silently breaks pairing."""
+    if not _DIGITS.fullmatch(number):
+        raise InvalidPhoneNumber(number, "Evolution needs digits only, country code first (see evolution_number)")
+    return number
+
+
+def _path(template: str, name: str) -> str:
+    return template.format(quote(name, safe=""))
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    delay = state.next_action.sleep if state.next_action else 0.0
+    logger.debug("%s; attempt %d failed, retrying in %.2fs", error, state.attempt_number, delay)
+
+
+class EvolutionClient:
+    """One Evolution server: pooled HTTP connections, retries and a circuit breaker around every call.
+
+    Timeouts: `timeout` bounds reading an answer (the probe's timeoutSeconds), plus the time Evolution
+    deliberately waits on create with a QR code, connect, restart and a sendText with a typing delay;
+    connecting is capped at `CONNECT_TIMEOUT` so that an unreachable server fails fast into a retry.
+    `max_connections` should match the concurrency of calls to this server (the probe concurrency),
+    so that no call waits for a pooled connection; every one of them is kept alive between calls.
+
+    Each call is attempted up to `attempts` times when the server is unavailable (refused, timed
+    out, 5xx, garbage), waiting `backoff_base` x 1, 2, 4... seconds plus up to `backoff_base` of
+    jitter in between; any other answer is final. The breaker sees each call once, after its retries:
+    an exhausted `EvolutionUnavailable` is a failure, any answer from the server (even a 404) a success.
+    While it is open, calls raise `CircuitOpen` without a request. Without a `breaker` the client
+    makes its own with the default thresholds.
+
+    Phone numbers are taken in Evolution's form, digits with the country code (`phone.evolution_number`);
+    sendText is at-least-once (a timed-out send is retried and may have been delivered).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 5.0,
+        attempts: int = 3,
+        backoff_base: float = 0.1,
+        breaker: CircuitBreaker | None = None,
+        max_connections: int = 50,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {attempts}")
+        self.base_url = base_url.rstrip("/")
+        self.breaker = breaker or CircuitBreaker()
+        self._timeout = timeout
+        self._attempts = attempts
+        self._backoff_base = backoff_base
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"apikey": api_key},
+            timeout=self._timeouts(0.0),
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+            ),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"<EvolutionClient {self.base_url} breaker={self.breaker.state}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def create_instance(
+        self,
+        name: str,
+        *,
+        token: str,
+        webhook: WebhookSettings | None = None,
+        number: str | None = None,
+        qrcode: bool = False,
+    ) -> CreatedInstance:
+        """Create a Baileys instance whose own API key is `token`; `number` only pairs with
+        ``qrcode=True``, which also starts connecting and returns the first code."""
+        body: dict[str, Any] = {
+            "instanceName": name,
+            "integration": "WHATSAPP-BAILEYS",
+            "token": token,
+            "qrcode": qrcode,
+        }
+        if number is not None:
+            body["number"] = _digits(number)
+        if webhook is not None:
+            body["webhook"] = webhook.to_json()
+        return await self._call(
+            "create_instance",
+            name,
+            CreatedInstance.from_json,
+            "POST",
+            "/instance/create",
+            payload=body,
+            server_wait=CREATE_WITH_QR_WAIT if qrcode else 0.0,
+        )
+
+    async def connect(self, name: str, *, number: str | None = None) -> ConnectResult:
+        """Start connecting a closed instance (pairing-code mode with `number`) or read the
+        current code of a connecting one; an open instance answers `InstanceState`."""
+        params = None if number is None else {"number": _digits(number)}
+        return await self._call(
+            "connect",
+            name,
+            connect_result,
+            "GET",
+            _path("/instance/connect/{}", name),
+            params=params,
+            server_wait=CONNECT_WAIT,
+        )
+
+    async def connection_state(self, name: str) -> InstanceState:
+        return await self._call(
+            "connection_state", name, InstanceState.from_json, "GET", _path("/instance/connectionState/{}", name)
+        )
+
+    async def logout(self, name: str) -> None:
+        """Unlink the device; the instance stays and needs a fresh pairing. `NotConnected` if closed."""
+        await self._call("logout", name, _ignore, "DELETE", _path("/instance/logout/{}", name))
+
+    async def delete(self, name: str) -> None:
+        """Logs out and removes the instance; Evolution finishes the cleanup after answering."""
+        await self._call("delete", name, _ignore, "DELETE", _path("/instance/delete/{}", name))
+
+    async def restart(self, name: str) -> ConnectResult:
+        """Reconnect an open or connecting instance; a closed one answers `OperationFailed`."""
+        return await self._call(
+            "restart", name, connect_result, "POST", _path("/instance/restart/{}", name), server_wait=CONNECT_WAIT
+        )
+
+    async def fetch_instances(self, name: str | None = None) -> list[InstanceInfo]:
+        """All instances of this server, or the one named (`InstanceNotFound` if it is not loaded)."""
+        params = None if name is None else {"instanceName": name}
+        return await self._call(
+            "fetch_instances", name, instance_list, "GET", "/instance/fetchInstances", params=params
+        )
+
+    async def send_text(
+        self,
+        name: str,
+        number: str,
+        text: str,
+        *,
+        delay: float | None = None,
+        link_preview: bool | None = None,
+    ) -> SentMessage:
+        """Send `text` from instance `name` to `number`. `delay` is in seconds: Evolution shows
+        "typing..." that long before sending, and answers only afterwards."""
+        body: dict[str, Any] = {"number": _digits(number), "text": text}
+        if delay is not None:
+            body["delay"] = round(delay * 1000)
+        if link_preview is not None:
+            body["linkPreview"] = link_preview
+        return await self._call(
+            "send_text",
+            name,
+            SentMessage.from_json,
+            "POST",
+            _path("/message/sendText/{}", name),
+            payload=body,
+            server_wait=delay or 0.0,
+        )
+
+    async def set_webhook(self, name: str, webhook: WebhookSettings) -> WebhookSettings:
+        """Replace the instance's webhook; returns it as Evolution stored it."""
+        return await self._call(
+            "set_webhook",
+            name,
+            WebhookSettings.from_stored,
+            "POST",
+            _path("/webhook/set/{}", name),
+            payload={"webhook": webhook.to_json()},
+        )
+
+    async def find_webhook(self, name: str) -> WebhookSettings | None:
+        return await self._call(
+            "find_webhook",
+            name,
+            lambda body: None if body is None else WebhookSettings.from_stored(body),
+            "GET",
+            _path("/webhook/find/{}", name),
+        )
+
+    def _timeouts(self, server_wait: float) -> httpx.Timeout:
+        return httpx.Timeout(
+            self._timeout + server_wait, connect=min(CONNECT_TIMEOUT, self._timeout), pool=self._timeout
+        )
+
+    async def _call(
+        self,
+        operation: str,
+        instance: str | None,
+        parse: Callable[[Any], T],
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        payload: Any = None,
+        server_wait: float = 0.0,
+    ) -> T:
+        async def attempt() -> T:
+            try:
+                response = await self._http.request(
+                    method, path, params=params, json=payload, timeout=self._timeouts(server_wait)
+                )
+            except httpx.TimeoutException as exc:
+                raise EvolutionTimeout(
+                    f"no answer in time ({type(exc).__name__})", operation=operation, instance=instance
+                ) from exc
+            except httpx.TransportError as exc:
+                raise EvolutionUnavailable(
+                    f"cannot reach the server ({type(exc).__name__}: {exc})", operation=operation, instance=instance
+                ) from exc
+            return _interpret(response, operation, instance, parse)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential(multiplier=self._backoff_base) + wait_random(0, self._backoff_base),
+            retry=retry_if_exception_type(EvolutionUnavailable),
+            sleep=asyncio.sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            async with self.breaker.guard(failures=(EvolutionUnavailable,)):
+                return await retrying(attempt)
+        except CircuitOpenError as exc:
+            raise CircuitOpen(operation=operation, instance=instance, retry_after=exc.retry_after) from None
+
+
+def _ignore(body: Any) -> None:
+    """For calls whose answer carries nothing beyond success."""
+
+
+def _interpret(response: httpx.Response, operation: str, instance: str | None, parse: Callable[[Any], T]) -> T:
+    status = response.status_code
+    if not response.is_success:
+        raise _error_for(response, operation, instance)
+    try:
+        body = response.json()
+    except ValueError:
+        raise MalformedResponse(
+            "answer is not JSON", operation=operation, instance=instance, status_code=status
+        ) from None
+    if isinstance(body, dict) and body.get("error") is True:
+        raise OperationFailed(
+            f"Evolution reported an error: {body.get('message')}",
+            operation=operation,
+            instance=instance,
+            status_code=status,
+        )
+    try:
+        return parse(body)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedResponse(
+            f"unexpected answer ({type(exc).__name__}: {exc})",
+            operation=operation,
+            instance=instance,
+            status_code=status,
+        ) from None
+
+
+def _messages(response: httpx.Response) -> list[str | dict[str, Any]]:
+    """The reasons in Evolution's error envelope ``{status, error, response: {message}}``, if it is one."""
+    try:
+        message = response.json()["response"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return []
+    return [message] if isinstance(message, str) else [m for m in message if isinstance(m, str | dict)]
+
+
+def _error_for(response: httpx.Response, operation: str, instance: str | None) -> EvolutionError:
+    status = response.status_code
+    messages = _messages(response)
+    texts = tuple(m if isinstance(m, str) else json.dumps(m, sort_keys=True) for m in messages)
+    detail = "; ".join(texts)[:300] or response.reason_phrase
+    where: dict[str, Any] = {"operation": operation, "instance": instance, "status_code": status}
+    if status >= 500:
+        return EvolutionUnavailable(f"server error: {detail}", **where)
+    if status == 401:
+        return Unauthorized("API key refused", **where)
+    if status == 404 and any(_INSTANCE_MISSING.match(text) for text in texts):
+        return InstanceNotFound("instance does not exist", **where)
+    if status == 403 and any(_NAME_IN_USE.match(text) for text in texts):
+        return NameInUse("name already in use", **where)
+    if status == 400:
+        if any(_NOT_CONNECTED.match(text) for text in texts):
+            return NotConnected("instance is not connected", **where)
+        if any(isinstance(m, dict) and m.get("exists") is False for m in messages):
+            return NumberNotOnWhatsApp(texts, **where)
+        return BadRequest(texts, **where)
+    return UnexpectedResponse(f"unexpected answer: {detail}", **where)
