@@ -396,6 +396,7 @@ async def test_calls_where_evolution_waits_get_that_long_on_top_of_the_read_time
             BadRequest,
             "connection_state 'drv-42': instanceName is required; Invalid integration (HTTP 400)",
         ),
+        (envelope(400, "Bad Request", 42), BadRequest, "connection_state 'drv-42': bad request (HTTP 400)"),
         (
             httpx.Response(200, json={"error": True, "message": "[object Object]"}),
             OperationFailed,

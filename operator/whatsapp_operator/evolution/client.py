@@ -347,7 +347,9 @@ def _messages(response: httpx.Response) -> list[str | dict[str, Any]]:
         message = response.json()["response"]["message"]
     except (ValueError, KeyError, TypeError):
         return []
-    return [message] if isinstance(message, str) else [m for m in message if isinstance(m, str | dict)]
+    if isinstance(message, str):
+        return [message]
+    return [m for m in message if isinstance(m, str | dict)] if isinstance(message, list) else []
 
 
 def _error_for(response: httpx.Response, operation: str, instance: str | None) -> EvolutionError:
