@@ -52,7 +52,7 @@ def envelope(status: int, error: str, message: Any) -> httpx.Response:
 
 UNAUTHORIZED = envelope(401, "Unauthorized", "Unauthorized")
 INSTANCE_MISSING = envelope(404, "Not Found", [f'The "{NAME}" instance does not exist'])
-SERVER_ERROR = envelope(500, "Internal Server Error", "Connection Closed")
+SERVER_ERROR = envelope(500, "Internal Server Error", "Cannot read properties of undefined (reading 'id')")
 UNAVAILABLE = httpx.Response(503, text="upstream connect error", headers={"content-type": "text/plain"})
 OK_STATE = httpx.Response(200, json={"instance": {"instanceName": NAME, "state": "open"}})
 
@@ -435,6 +435,23 @@ async def test_logout_of_a_closed_instance_is_not_connected() -> None:
         with pytest.raises(NotConnected):
             await client.logout(NAME)
     assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        envelope(500, "Internal Server Error", "Connection Closed"),
+        envelope(400, "Bad Request", ["Error: Connection Closed"]),
+    ],
+)
+async def test_send_text_from_a_disconnected_instance_is_not_a_server_failure(answer: httpx.Response) -> None:
+    fake = FakeEvolution(answer)
+    breaker = CircuitBreaker(failure_threshold=1)
+    async with client_for(fake, breaker=breaker) as client:
+        with pytest.raises(NotConnected):
+            await client.send_text("sender", "5511987654321", "Olá")
+    assert len(fake.requests) == 1
+    assert breaker.state is BreakerState.CLOSED
 
 
 async def test_send_text_to_a_number_without_whatsapp() -> None:

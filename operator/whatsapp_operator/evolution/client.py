@@ -60,7 +60,8 @@ CONNECT_WAIT = 2.0
 _DIGITS = re.compile(r"[1-9]\d{7,14}")
 _INSTANCE_MISSING = re.compile(r'^(The "[^"]*" instance does not exist|Instance "[^"]*" not found)$')
 _NAME_IN_USE = re.compile(r'^This name "[^"]*" is already in use\.$')
-_NOT_CONNECTED = re.compile(r'^The "[^"]*" instance is not connected$')
+# Logout of a closed instance; sendText from one whose socket is down (a raw Baileys error, 500 or 400).
+_NOT_CONNECTED = re.compile(r'^(The "[^"]*" instance is not connected|(Error: )?Connection Closed)$')
 
 
 def _digits(number: str) -> str:
@@ -358,6 +359,9 @@ def _error_for(response: httpx.Response, operation: str, instance: str | None) -
     texts = tuple(m if isinstance(m, str) else json.dumps(m, sort_keys=True) for m in messages)
     detail = "; ".join(texts)[:300] or response.reason_phrase
     where: dict[str, Any] = {"operation": operation, "instance": instance, "status_code": status}
+    if status in (400, 500) and any(_NOT_CONNECTED.match(text) for text in texts):
+        # Not a server failure: retrying or tripping the breaker over one closed instance would be wrong.
+        return NotConnected("instance is not connected", **where)
     if status >= 500:
         return EvolutionUnavailable(f"server error: {detail}", **where)
     if status == 401:
@@ -367,8 +371,6 @@ def _error_for(response: httpx.Response, operation: str, instance: str | None) -
     if status == 403 and any(_NAME_IN_USE.match(text) for text in texts):
         return NameInUse("name already in use", **where)
     if status == 400:
-        if any(_NOT_CONNECTED.match(text) for text in texts):
-            return NotConnected("instance is not connected", **where)
         if any(isinstance(m, dict) and m.get("exists") is False for m in messages):
             return NumberNotOnWhatsApp(texts, **where)
         return BadRequest(texts, **where)

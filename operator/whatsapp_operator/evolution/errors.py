@@ -61,7 +61,8 @@ class NameInUse(EvolutionError):
 
 
 class NotConnected(EvolutionError):
-    """Logout refused because the instance is already closed (400)."""
+    """The instance has no live WhatsApp connection: logout of a closed instance (400), or sendText from
+    one whose socket is down (Baileys' "Connection Closed", 500 or 400). The server itself is fine."""
 
 
 class BadRequest(EvolutionError):
