@@ -583,7 +583,7 @@ async def test_breaker_opens_after_five_failed_calls_and_then_sends_nothing(loop
             await client.logout(NAME)
         assert len(fake.requests) == 15
         assert info.value.retry_after == 60.0
-        assert str(info.value) == "logout 'drv-42': circuit breaker open, retry in 60.0s"
+        assert str(info.value) == "logout 'drv-42': circuit breaker is open: retry in 60.0s"
 
         fake.answers = [OK_STATE]
         await asyncio.sleep(opened_at + 60 - float(looptime))

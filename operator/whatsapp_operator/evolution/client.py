@@ -307,7 +307,7 @@ class EvolutionClient:
             async with self.breaker.guard(failures=(EvolutionUnavailable,)):
                 return await retrying(attempt)
         except CircuitOpenError as exc:
-            raise CircuitOpen(operation=operation, instance=instance, retry_after=exc.retry_after) from None
+            raise CircuitOpen(str(exc), operation=operation, instance=instance, retry_after=exc.retry_after) from None
 
 
 def _ignore(body: Any) -> None:

@@ -42,9 +42,8 @@ class CircuitOpen(EvolutionUnavailable):
     `retry_after` is the number of seconds until a trial call is allowed, or None while one is in flight.
     """
 
-    def __init__(self, *, operation: str, instance: str | None, retry_after: float | None) -> None:
-        when = "a trial call is in flight" if retry_after is None else f"retry in {retry_after:.1f}s"
-        super().__init__(f"circuit breaker open, {when}", operation=operation, instance=instance)
+    def __init__(self, detail: str, *, operation: str, instance: str | None, retry_after: float | None) -> None:
+        super().__init__(detail, operation=operation, instance=instance)
         self.retry_after = retry_after
 
 
