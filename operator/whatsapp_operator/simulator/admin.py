@@ -113,14 +113,14 @@ def _listing(request: web.Request, records: Sequence[Any]) -> web.Response:
     """Records filtered by ?instance=, ?event=, ?since= (seconds since start), ?limit= (the last N)."""
     query = request.query
     try:
-        since = float(query.get("since", 0))
+        since = float(query["since"]) if "since" in query else None
         limit = int(query["limit"]) if "limit" in query else None
     except ValueError:
         return _error(400, "since must be a number of seconds and limit an integer")
     rows = [
         record
         for record in records
-        if record.at >= since
+        if (since is None or record.at >= since)
         and query.get("instance") in (None, record.instance)
         and query.get("event") in (None, getattr(record, "event", None))
     ]
