@@ -133,10 +133,6 @@ class Simulator:
         return self._loop
 
     @property
-    def running(self) -> bool:
-        return self._runner is not None
-
-    @property
     def origin(self) -> float:
         """The event loop's time at start()."""
         return self._origin

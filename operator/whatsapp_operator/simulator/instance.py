@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from whatsapp_operator.simulator.webhooks import WebhookConfig
 
-# Baileys reasons after which Evolution gives up (session gone) vs reconnects at once, without a close webhook.
+# Baileys reasons after which Evolution gives up (the session is gone); on any other it reconnects at once,
+# without a close webhook.
 TERMINAL_REASONS = frozenset({401, 402, 403, 406})
-TRANSIENT_REASONS = frozenset({408, 411, 428, 440, 500, 503, 515})
 
 STARTS = ("open", "connecting", "pairing", "close")
 ACTIONS = ("drop", "disconnect", "stick", "pair", "qr_limit", "vanish")

@@ -199,10 +199,6 @@ class WebhookSender:
             await self._session.close()
             self._session = None
 
-    @property
-    def pending(self) -> int:
-        return len(self._tasks)
-
     def send(self, config: WebhookConfig, envelope: dict[str, Any]) -> asyncio.Task[None] | None:
         """Start delivering one event; None when Evolution would skip it silently (no scheme, or not running)."""
         if self._session is None or not _SENDABLE_URL.match(config.url):
