@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from whatsapp_operator.embedded_db import EmbeddedPostgres
+from tests.pg import StoppableDatabase
 from whatsapp_operator.mirror import MirrorSettings, StatusMirror, SyncReason, SyncStatus
 from whatsapp_operator.phases import Phase
 
@@ -313,10 +313,10 @@ async def test_a_write_postgres_can_never_store_does_not_wedge_the_queue(pg_url:
     assert mirror.counters.writes_dropped == 1
 
 
-async def test_postgres_down_when_the_mirror_starts(pg_own_server: EmbeddedPostgres, make_mirror: MakeMirror) -> None:
-    url = pg_own_server.url()
+async def test_postgres_down_when_the_mirror_starts(pg_stoppable: StoppableDatabase, make_mirror: MakeMirror) -> None:
+    url = pg_stoppable.url
     await add_driver(url, DRIVER)
-    pg_own_server.stop()
+    pg_stoppable.server.stop()
     sync = SyncLog()
 
     mirror = await make_mirror(url, on_sync=sync)
@@ -326,7 +326,7 @@ async def test_postgres_down_when_the_mirror_starts(pg_own_server: EmbeddedPostg
     assert mirror.sync_status(KEY).pending == 2
     assert mirror.lag_seconds() > 0
 
-    await asyncio.to_thread(pg_own_server.start)
+    await asyncio.to_thread(pg_stoppable.server.start)
     await asyncio.wait_for(mirror.drain(), 15)
 
     assert [r["to_phase"] for r in await history(url, DRIVER)] == ["Pending", "Pairing"]
@@ -335,10 +335,10 @@ async def test_postgres_down_when_the_mirror_starts(pg_own_server: EmbeddedPostg
 
 
 async def test_stopping_during_an_outage_gives_up_after_the_timeout(
-    pg_own_server: EmbeddedPostgres, caplog: pytest.LogCaptureFixture
+    pg_stoppable: StoppableDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pg_own_server.stop()
-    mirror = StatusMirror(pg_own_server.url(), FAST)
+    pg_stoppable.server.stop()
+    mirror = StatusMirror(pg_stoppable.url, FAST)
     await mirror.start()
     record(mirror, None, Phase.PENDING)
 
@@ -350,9 +350,9 @@ async def test_stopping_during_an_outage_gives_up_after_the_timeout(
 
 
 async def test_postgres_restarting_mid_run_loses_and_duplicates_nothing(
-    pg_own_server: EmbeddedPostgres, make_mirror: MakeMirror
+    pg_stoppable: StoppableDatabase, make_mirror: MakeMirror
 ) -> None:
-    url = pg_own_server.url()
+    url = pg_stoppable.url
     drivers = {f"drivers/{name}": f"driver-{name}" for name in ("ana", "bia", "caio")}
     for driver_id in drivers.values():
         await add_driver(url, driver_id)
@@ -372,7 +372,7 @@ async def test_postgres_restarting_mid_run_loses_and_duplicates_nothing(
     # A burst of flapping for one driver, with Postgres crashing while it is being written.
     for i in range(40):
         observe("drivers/ana", Phase.CONNECTED if i % 2 == 0 else Phase.DISCONNECTED)
-    await asyncio.to_thread(pg_own_server.stop, "immediate")
+    await asyncio.to_thread(pg_stoppable.server.stop, "immediate")
 
     # While it is down the operator keeps observing.
     observe("drivers/bia", Phase.PAIRING)
@@ -384,7 +384,7 @@ async def test_postgres_restarting_mid_run_loses_and_duplicates_nothing(
     await asyncio.sleep(2)
     assert all(mirror.sync_status(key).reason is SyncReason.DATABASE_UNAVAILABLE for key in drivers)
 
-    await asyncio.to_thread(pg_own_server.start)
+    await asyncio.to_thread(pg_stoppable.server.start)
     await asyncio.wait_for(mirror.drain(), 20)
 
     for key, driver_id in drivers.items():
