@@ -31,15 +31,14 @@ def settings() -> kopf.OperatorSettings:
     return result
 
 
-def registry(deleted: list[str], *, undeclared: bool = False) -> kopf.OperatorRegistry:
+def registry(deleted: list[str], **status: Any) -> kopf.OperatorRegistry:
+    """Accepts instances (phase Pending, plus `status`), follows spec.suspend, records deletions."""
     result = kopf.OperatorRegistry()
     resource = (GROUP, VERSION, "whatsappinstances")
 
     @kopf.on.create(*resource, registry=result)
     async def accept(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        patch.status["phase"] = "Pending"
-        if undeclared:
-            patch.status["pairingCode"] = "ABCD-1234"  # what a real API server drops without a word
+        patch.status.update({"phase": "Pending", **status})
         kopf.info(body, reason="Accepted", message="Waiting for Evolution.")
 
     @kopf.on.update(*resource, field="spec.suspend", registry=result)
@@ -100,11 +99,25 @@ async def test_kopf_is_quiet_once_converged(kube: EmulatedCluster) -> None:
 
 async def test_an_undeclared_status_field_written_by_kopf_is_pruned_and_recorded(kube: EmulatedCluster) -> None:
     name = (await kube.create(MANIFEST))["metadata"]["name"]
-    async with asyncio.timeout(10), kube.operator(registry=registry([], undeclared=True), settings=settings()):
+    undeclared = registry([], pairingCode="ABCD-1234")  # a real API server drops it without a word
+    async with asyncio.timeout(10), kube.operator(registry=undeclared, settings=settings()):
         accepted = await kube.wait_for("wai", name, phase("Pending"))
     assert "pairingCode" not in accepted["status"]
     assert kube.violations() == [f"pruned whatsappinstances default/{name}: status.pairingCode"]
     kube.emulator.pruned.clear()  # provoked on purpose: the fixture fails the test on any left over
+
+
+async def test_an_invalid_status_written_by_kopf_is_refused_and_recorded(kube: EmulatedCluster) -> None:
+    name = (await kube.create(MANIFEST))["metadata"]["name"]
+    async with asyncio.timeout(10), kube.operator(registry=registry([], forcedLogouts=-1), settings=settings()):
+        while not kube.violations():
+            await kube.emulator.next_write()  # a refused write changes nothing: no change to wait for
+    assert kube.violations()[0] == (
+        f"patch whatsappinstances/status default/{name}:"
+        " status.forcedLogouts: Invalid value: -1: status.forcedLogouts in body should be greater than or equal to 0"
+    )
+    assert "status" not in kube.emulator.read("wai", name)
+    kube.emulator.write_log.clear()  # provoked on purpose
 
 
 @pytest.mark.looptime
