@@ -151,6 +151,19 @@ async def test_each_transition_updates_the_driver_row_and_appends_history_in_ord
     assert mirror.sync_status(KEY) == SyncStatus(True, SyncReason.SYNCED)
 
 
+async def test_writes_recorded_while_the_mirror_is_writing_are_all_kept(pg_url: str, make_mirror: MakeMirror) -> None:
+    await add_driver(pg_url, DRIVER)
+    mirror = await make_mirror(pg_url)
+    phases = [Phase.CONNECTED, Phase.DISCONNECTED] * 20
+
+    for minute, phase in enumerate(phases):
+        record(mirror, phases[minute - 1] if minute else None, phase, minute=minute)
+        await asyncio.sleep(0)  # let the mirror run between observations, as the operator's loop does
+    await asyncio.wait_for(mirror.drain(), 20)
+
+    assert [r["to_phase"] for r in await history(pg_url, DRIVER)] == phases
+
+
 async def test_a_transition_that_changes_nothing_in_the_row_does_not_write_it(
     pg_url: str, make_mirror: MakeMirror
 ) -> None:

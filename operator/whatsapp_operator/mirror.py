@@ -323,7 +323,9 @@ class StatusMirror:
                     log.error("%s: dropped a write Postgres cannot store: %s", key, type(exc).__name__)
                 queue.popleft()
                 self._note_row(key, row)
-        del self._queues[key]
+            # Before returning the connection (an await): a write queued meanwhile would land in
+            # this deque after it was let go.
+            del self._queues[key]
         self._publish(key)
 
     def _begin_outage(self, exc: Exception) -> None:
