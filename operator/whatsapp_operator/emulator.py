@@ -20,7 +20,8 @@ does on every write what a real API server does:
   sendInitialEvents, label and field selectors, timeoutSeconds, and 410 Gone past the watch window;
 - discovery with kinds, verbs, short names, categories and subresources, as kopf reads it.
 
-Every write request is recorded (`writes()`, `write_log`) so that tests can count PATCHes.
+Every write request is recorded (`writes()`, `write_log`) so that tests can count PATCHes;
+`columns()` reads an object's printer columns as `kubectl get` would show them.
 Namespaces need not be created first: a namespaced write creates its Namespace (`default` exists).
 Not emulated: server-side apply and strategic merge on custom resources (415), dry runs, garbage
 collection of owned objects, admission webhooks, authentication and RBAC.
@@ -449,6 +450,41 @@ def _field_selector(selector: str) -> Callable[[Mapping[str, Any]], bool]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Printer columns: the JSONPath subset CRDs use (`.a.b`, `[0]`, `[?(@.type=="Ready")]`).
+
+_JSONPATH_STEP = re.compile(
+    r'\.(?P<field>[A-Za-z0-9_-]+)|\[(?P<index>\d+)\]|\[\?\(@\.(?P<key>[A-Za-z0-9_-]+)=="(?P<value>[^"]*)"\)\]'
+)
+
+
+def _jsonpath_steps(path: str) -> list[re.Match[str]]:
+    steps = list(_JSONPATH_STEP.finditer(path))
+    if "".join(step[0] for step in steps) != path:
+        raise ValueError(f"unsupported JSONPath: {path!r}")
+    return steps
+
+
+def _jsonpath(obj: Any, path: str) -> list[Any]:
+    """Every value `path` selects in `obj`, as kubectl evaluates a printer column."""
+    values = [obj]
+    for step in _jsonpath_steps(path):
+        if step["field"] is not None:
+            values = [v[step["field"]] for v in values if isinstance(v, dict) and step["field"] in v]
+        elif step["index"] is not None:
+            index = int(step["index"])
+            values = [v[index] for v in values if isinstance(v, list) and index < len(v)]
+        else:
+            values = [
+                item
+                for v in values
+                if isinstance(v, list)
+                for item in v
+                if isinstance(item, dict) and str(item.get(step["key"])) == step["value"]
+            ]
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
 # What the emulator serves and records.
 
 
@@ -468,6 +504,7 @@ class ResourceType:
     custom: bool = False  # CRD-served: generation is tracked and PUT must name a resourceVersion
     schema: Schema | None = None  # None: stored as sent, no pruning, defaulting or validation
     read_only: bool = False
+    columns: tuple[tuple[str, str], ...] = ()  # additionalPrinterColumns: (name, jsonPath)
 
     @property
     def ref(self) -> kmock.resource:
@@ -634,6 +671,9 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             errors = structural_errors(openapi)
             if errors:
                 raise ValueError(f"{crd['metadata']['name']} {version['name']} is not structural: {errors}")
+            columns = tuple((c["name"], c["jsonPath"]) for c in version.get("additionalPrinterColumns", ()))
+            for _, path in columns:
+                _jsonpath_steps(path)  # refuse what columns() could not evaluate
             if version.get("served", True):
                 self.register(
                     ResourceType(
@@ -648,6 +688,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
                         status_subresource="status" in version.get("subresources", {}),
                         custom=True,
                         schema=Schema(openapi),
+                        columns=columns,
                     )
                 )
         stored = copy.deepcopy(dict(crd))
@@ -693,6 +734,14 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         """The object as stored now (a copy), or None; no request is made or counted."""
         rtype = self.resolve(resource)
         return self._current((rtype.ref, namespace if rtype.namespaced else None, name))
+
+    def columns(self, resource: str, name: str, namespace: str | None = "default") -> dict[str, Any]:
+        """The object's printer columns as `kubectl get` shows them (None where a path finds nothing)."""
+        rtype = self.resolve(resource)
+        obj = self.read(resource, name, namespace)
+        if obj is None:
+            raise LookupError(f'{rtype.qualified} "{name}" not found')
+        return {column: next(iter(_jsonpath(obj, path)), None) for column, path in rtype.columns}
 
     async def next_change(self) -> None:
         """Return after the next write that changes anything (no-op writes do not count)."""
