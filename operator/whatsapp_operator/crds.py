@@ -45,6 +45,6 @@ def load_crds(directory: Path | None = None) -> list[dict[str, Any]]:
 
 
 def load_examples(directory: Path | None = None) -> list[dict[str, Any]]:
-    """The example manifests in file order, each file's documents in their order (Secrets first)."""
+    """The example manifests, files by name and each file's documents in order (a Secret before its user)."""
     directory = directory if directory is not None else examples_dir()
     return [doc for path in sorted(directory.glob("*.yaml")) for doc in read_manifests(path)]

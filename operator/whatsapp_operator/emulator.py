@@ -23,8 +23,10 @@ does on every write what a real API server does:
 Every write request is recorded (`writes()`, `write_log`) so that tests can count PATCHes;
 `columns()` reads an object's printer columns as `kubectl get` would show them.
 Namespaces need not be created first: a namespaced write creates its Namespace (`default` exists).
+Served besides the CRDs: Namespaces, Secrets, Events (core and events.k8s.io), kopf's peerings
+(kopf.dev, schema-less) and the CRDs themselves (read-only: use `register_crd()`).
 Not emulated: server-side apply and strategic merge on custom resources (415), dry runs, garbage
-collection of owned objects, admission webhooks, authentication and RBAC.
+collection of owned objects, admission webhooks, authentication and RBAC, and Table responses.
 
 Test and demo tooling: nothing in the operator imports this module.
 """
