@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import re
 import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from whatsapp_operator.simulator import schema
 from whatsapp_operator.simulator.admin import ADMIN_PREFIX, admin_routes
@@ -21,6 +23,8 @@ from whatsapp_operator.simulator.webhooks import WebhookConfig
 
 if TYPE_CHECKING:
     from whatsapp_operator.simulator.core import Simulator
+
+log = logging.getLogger(__name__)
 
 VERSION = "2.3.6"
 INTEGRATIONS = ("WHATSAPP-BAILEYS", "WHATSAPP-BUSINESS", "EVOLUTION")
@@ -77,7 +81,7 @@ class EvolutionApi:
     # -------------------------------------------------------------------------------------- middleware
 
     @web.middleware
-    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Record the request, apply the faults active for it, turn ApiError into Evolution's envelope."""
         if request.path.startswith(ADMIN_PREFIX):
             return await handler(request)
@@ -96,6 +100,9 @@ class EvolutionApi:
             response = await self._faulty(request, record) or await handler(request)
         except ApiError as exc:
             response = exc.response()
+        except Exception as exc:  # Express answers any other error with 500 and its message string
+            log.exception("simulator bug answering %s %s", request.method, request.path)
+            response = ApiError(500, str(exc)).response()
         record.status = None if isinstance(response, _NoAnswer) else response.status
         return response
 
