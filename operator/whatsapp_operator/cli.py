@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 # subcommand -> (module exposing add_arguments(parser) and run(args) -> int, help text)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("whatsapp_operator.runner", "run the operator"),
     "simulator": ("whatsapp_operator.simulator.cli", "run the Evolution API simulator"),
     "migrate": ("whatsapp_operator.migrate", "apply the database migrations"),
     "history": ("whatsapp_operator.history", "print a driver's phase transitions and uptime"),

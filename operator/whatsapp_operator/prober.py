@@ -34,7 +34,7 @@ from whatsapp_operator.phases import Phase
 from whatsapp_operator.phone import InvalidPhoneNumber, evolution_number, normalize_phone
 from whatsapp_operator.resources import InstanceSpec, ServerSpec
 from whatsapp_operator.schedule import Schedule
-from whatsapp_operator.status import from_status, normalize, status_patch, to_status
+from whatsapp_operator.status import from_status, normalize, status_patch, to_condition, to_status
 
 if TYPE_CHECKING:
     from whatsapp_operator.mirror import StatusMirror
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name) of a WhatsAppInstance
+LOGOUT_POLLS, LOGOUT_POLL_SECONDS = 10, 0.3
 WEBHOOK_EVENTS = ("CONNECTION_UPDATE", "QRCODE_UPDATED", "STATUS_INSTANCE")
 
 
@@ -108,6 +109,7 @@ class ServerProber:
         self._reachable: bool | None = None
         self._written_server: dict[str, Any] = {}
         self._server_dirty = True
+        self._server_ready: Condition | None = None
         self.status_patches = 0
         self._background: set[asyncio.Task[None]] = set()
 
@@ -279,20 +281,16 @@ class ServerProber:
         return Observation(Outcome.STATE, state="connecting", code_valid_until=self._valid_code(t))
 
     async def _close_reason(self, t: Tracked) -> int | None:
-        """connectionState has no reason; fetchInstances has the last terminal one. Only trusted
-        when it is newer than the last time we saw the instance connected."""
+        """connectionState has no reason; fetchInstances has the last terminal one, and Evolution
+        writes `close` to its database only on a terminal close (never on transient reconnects or
+        the QR-limit stop), so the reason is trusted only while the row says `close`. Clocks of
+        two hosts are never compared."""
         if t.state.state == "close" and t.state.status_reason is not None:
             return t.state.status_reason  # already known: no extra call on steady state
         rows = await self.client.fetch_instances(t.spec.instance_name)
         row = next((r for r in rows if r.name == t.spec.instance_name), None)
-        if row is None or row.disconnection_reason_code is None:
+        if row is None or row.connection_status != "close":
             return None
-        since = t.state.last_connected
-        at = row.disconnection_at
-        if since is not None and at is not None:
-            at = at if at.tzinfo else at.replace(tzinfo=datetime.UTC)
-            if at < since:
-                return None
         return row.disconnection_reason_code
 
     def _number(self, t: Tracked) -> str | None:
@@ -325,6 +323,7 @@ class ServerProber:
                     # Already closed (NotConnected): the connect below is all that is needed.
                     with contextlib.suppress(evo_errors.NotConnected):
                         await self.client.logout(t.spec.instance_name)
+                    await self._until_closed(t)
                     t.forced = True
                     t.code_valid_until = None
                     return await self._pairing_observation(t, await self._start_pairing(t))
@@ -338,6 +337,14 @@ class ServerProber:
             logger.warning("remediating %s: %s", t.spec.instance_name, exc)
             return Observation(Outcome.FAILED, error=_failure_reason(exc))
         return None
+
+    async def _until_closed(self, t: Tracked) -> None:
+        """Evolution answers a logout before it closes the socket; a connect before the close would
+        just return the old QR and ignore the number. Wait (briefly) for the close."""
+        for _ in range(LOGOUT_POLLS):
+            if (await self.client.connection_state(t.spec.instance_name)).state == "close":
+                return
+            await asyncio.sleep(LOGOUT_POLL_SECONDS)
 
     def _emit(self, t: Tracked, actions: tuple[machine.Action, ...]) -> None:
         for action in actions:
@@ -436,7 +443,10 @@ class ServerProber:
         if counts.reachable is not None:
             ready = "True" if counts.reachable else "False"
             reason = "Reachable" if counts.reachable else "BreakerOpen"
-            desired["conditions"] = [{"type": "Ready", "status": ready, "reason": reason, "message": ""}]
+            old = self._server_ready
+            if old is None or old.status != ready:
+                self._server_ready = Condition("Ready", ready, reason, "", self.clock.now())
+            desired["conditions"] = [to_condition(self._server_ready)]
         patch = status_patch(self._written_server, desired)
         if not patch:
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from typing import Any
 
 import kopf
 
@@ -23,9 +24,15 @@ async def operate(
     runtime: Runtime | None = None,
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
+    foreign_tasks: set[asyncio.Task[Any]] | None = None,
 ) -> None:
     """Run the operator until `stop_flag` is set (or forever). Postgres being down is not fatal:
-    the mirror queues its writes and catches up."""
+    the mirror queues its writes and catches up.
+
+    At exit kopf cancels every task of the loop that did not exist when it started. An embedding
+    program (a test, the demo) adds the tasks kopf must leave alone to `foreign_tasks`, even later."""
+    foreign_tasks = foreign_tasks if foreign_tasks is not None else set()
+    foreign_tasks.update(asyncio.all_tasks())
     runtime = runtime or Runtime(config)
     settings = kopf.OperatorSettings()
     configure(settings)
@@ -36,7 +43,7 @@ async def operate(
     if runtime.mirror is not None:
         await runtime.mirror.start()
     try:
-        await kopf.operator(
+        tasks = await kopf.spawn_tasks(
             registry=registry,
             settings=settings,
             memo=runtime,
@@ -49,6 +56,7 @@ async def operate(
             stop_flag=stop_flag,
             ready_flag=ready_flag,
         )
+        await kopf.run_tasks(tasks, ignored=foreign_tasks)
     finally:
         if runtime.mirror is not None:
             await runtime.mirror.stop()

@@ -30,7 +30,7 @@ def parse_time(value: Any) -> datetime.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
-def _condition(c: Condition) -> dict[str, Any]:
+def to_condition(c: Condition) -> dict[str, Any]:
     return {
         "type": c.type,
         "status": c.status,
@@ -47,7 +47,7 @@ def to_status(state: InstanceState, extra: tuple[Condition, ...] = ()) -> dict[s
         "state": state.state,
         "statusReason": state.status_reason,
         "message": state.message,
-        "conditions": [_condition(c) for c in (*state.conditions, *extra)],
+        "conditions": [to_condition(c) for c in (*state.conditions, *extra)],
         "connectingSince": rfc3339(state.connecting_since),
         "pairingCodeExpiresAt": rfc3339(state.pairing_code_expires_at),
         "forcedLogouts": state.forced_logouts,

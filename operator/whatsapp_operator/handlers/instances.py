@@ -20,14 +20,15 @@ logger = logging.getLogger(__name__)
 
 
 @kopf.index(*RESOURCE, registry=registry)
-def instances_by_server(body: kopf.Body, **_: Any) -> dict[tuple[str, str], InstanceSpec]:
+async def instances_by_server(body: kopf.Body, **_: Any) -> dict[tuple[str, str], InstanceSpec]:
     spec = InstanceSpec.parse(body)
     return {(spec.namespace, spec.server): spec}
 
 
 @kopf.on.event(*RESOURCE, registry=registry)
-def instance_event(body: kopf.Body, type: str | None, memo: Runtime, **_: Any) -> None:
-    """Every watch event, our own status writes included: cheap, the prober ignores non-news."""
+async def instance_event(body: kopf.Body, type: str | None, memo: Runtime, **_: Any) -> None:
+    """Every watch event, our own status writes included: cheap, the prober ignores non-news.
+    Async on purpose: kopf runs sync handlers in threads, and the prober is not thread-safe."""
     spec = InstanceSpec.parse(body)
     prober = memo.prober(spec.namespace, spec.server)
     if prober is None:
