@@ -123,6 +123,38 @@ async def test_four_stuck_episodes_in_an_hour_give_three_logouts_then_exhaustion
         assert len(requests_to(simulator, "DELETE", "/instance/logout/driver-4")) == 3
 
 
+async def test_evolution_outage_makes_instances_unknown_without_disconnections() -> None:
+    async with environment() as (kube, simulator, _operator):
+        names = [f"fleet-{i}" for i in range(5)]
+        for name in names:
+            simulator.add_instance(name, "open")
+            await kube.create(instance_manifest(name))
+        for name in names:
+            await wait_phase(kube, name, "Connected", within=60)
+
+        simulator.add_fault("outage", 300, mode="503")
+        outage_end = loop_now() + 300
+        async with asyncio.timeout(120):
+            server = await kube.wait_for(
+                "evolutionservers", "default", lambda o: o is not None and o.get("status", {}).get("breaker") == "Open"
+            )
+        assert server is not None
+        assert condition(server, "Ready")["status"] == "False"
+        for name in names:
+            obj = await wait_phase(kube, name, "Unknown", within=120)
+            assert condition(obj, "Ready")["status"] == "Unknown"
+            assert obj["status"]["state"] == "open", "the last known state is kept"
+        await asyncio.sleep(max(0.0, outage_end - loop_now()))
+        recovery = loop_now()
+        for name in names:
+            await wait_phase(kube, name, "Connected", within=200)
+        # The breaker lets a trial through at most openSeconds (60) after the outage; then one round (30).
+        assert loop_now() - recovery <= 60 + 30 + 5
+        for name in names:
+            assert not kube.emulator.events(name=name, reason="Disconnected")
+            assert not kube.emulator.events(name=name, reason="LoggedOut")
+
+
 async def test_steady_connected_fleet_writes_nothing() -> None:
     async with environment() as (kube, simulator, _operator):
         names = [f"steady-{i:03d}" for i in range(200)]

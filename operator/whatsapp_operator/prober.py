@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name) of a WhatsAppInstance
 LOGOUT_POLLS, LOGOUT_POLL_SECONDS = 10, 0.3
+DUE_TOLERANCE = 0.001  # seconds
 WEBHOOK_EVENTS = ("CONNECTION_UPDATE", "QRCODE_UPDATED", "STATUS_INSTANCE")
 
 
@@ -164,7 +165,9 @@ class ServerProber:
         workers = [asyncio.create_task(self._worker(), name=f"probe-{i}") for i in range(self.spec.concurrency)]
         try:
             while True:
-                for key in self.schedule.pop_due(self.clock.monotonic()):
+                # A deadline a hair in the future is due: a wait shorter than the clock's resolution
+                # would return without time moving on (a busy loop under looptime's clock).
+                for key in self.schedule.pop_due(self.clock.monotonic() + DUE_TOLERANCE):
                     self._queue.put_nowait(key)
                 await self._write_server_status()
                 deadline = self.schedule.next_deadline()
