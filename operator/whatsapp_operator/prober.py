@@ -66,13 +66,6 @@ class Tracked:
     forced: bool = False  # the next recorded transition follows a forced logout
 
 
-@dataclasses.dataclass(frozen=True)
-class ServerCounts:
-    breaker: BreakerState
-    reachable: bool | None
-    phases: dict[str, int]
-
-
 class ServerProber:
     def __init__(
         self,
@@ -111,7 +104,6 @@ class ServerProber:
         self._written_server: dict[str, Any] = {}
         self._server_dirty = True
         self._server_ready: Condition | None = None
-        self.status_patches = 0
         self._background: set[asyncio.Task[None]] = set()
 
     # -- membership: kopf's index and watch events tell the prober what exists ------------------
@@ -153,11 +145,6 @@ class ServerProber:
         """Something happened to this instance (a webhook): do not wait for its next tick."""
         if key in self.tracked and self.schedule.pull_forward(key, self.clock.monotonic()):
             self._wake.set()
-
-    def reconfigure(self, spec: ServerSpec) -> None:
-        """Probe and remediation settings apply from the next probe; the URL and the breaker need a
-        new client, which the server handler does by restarting the prober."""
-        self.spec = spec
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -239,7 +226,7 @@ class ServerProber:
             state = live.state
             if state == "close" and t.state.phase is Phase.PENDING:
                 return await self._pairing_observation(t, await self._start_pairing(t))
-            if state == "connecting" and not self._code_valid(t):
+            if state == "connecting" and self._valid_code(t) is None:
                 return await self._pairing_observation(t, await self.client.connect(t.spec.instance_name))
             reason = 200 if state == "open" else None
             if state == "close":
@@ -254,11 +241,9 @@ class ServerProber:
             logger.warning("probing %s: %s", t.spec.instance_name, exc)
             return Observation(Outcome.FAILED, error=type(exc).__name__)
 
-    def _code_valid(self, t: Tracked) -> bool:
-        return t.code_valid_until is not None and t.code_valid_until > self.clock.now()
-
     def _valid_code(self, t: Tracked) -> datetime.datetime | None:
-        return t.code_valid_until if self._code_valid(t) else None
+        valid = t.code_valid_until is not None and t.code_valid_until > self.clock.now()
+        return t.code_valid_until if valid else None
 
     async def _pairing_observation(self, t: Tracked, answer: QRCode | EvoState) -> Observation:
         """Make sense of a connect answer: a code we have not seen before is a live pairing code;
@@ -357,8 +342,9 @@ class ServerProber:
     # -- recording ------------------------------------------------------------------------------
 
     async def _commit(self, t: Tracked, new: InstanceState) -> None:
-        new = normalize(new)
         old = t.state
+        if new != old:  # the steady state is returned unchanged: nothing to normalise
+            new = normalize(new)
         if new.phase is not old.phase:
             self._server_dirty = True
             if self.mirror is not None:
@@ -399,7 +385,6 @@ class ServerProber:
                 return
             logger.warning("writing the status of %s/%s: %s", namespace, name, exc)
             return
-        self.status_patches += 1
         t.written.update(patch)
         for key in [k for k, v in t.written.items() if v is None]:
             del t.written[key]
@@ -424,28 +409,22 @@ class ServerProber:
         self._server_dirty = True
         self._wake.set()
 
-    def counts(self) -> ServerCounts:
-        phases = collections.Counter(str(t.state.phase) for t in self.tracked.values())
-        return ServerCounts(self.breaker.state, self._reachable, dict(phases))
-
     async def _write_server_status(self) -> None:
         if not self._server_dirty:
             return
         self._server_dirty = False
-        counts = self.counts()
-        unhealthy = sum(
-            n for phase, n in counts.phases.items() if phase not in (Phase.CONNECTED, Phase.PAIRING, Phase.SUSPENDED)
-        )
+        phases = collections.Counter(t.state.phase for t in self.tracked.values())
+        healthy = (Phase.CONNECTED, Phase.PAIRING, Phase.SUSPENDED)
         desired: dict[str, Any] = {
-            "breaker": str(counts.breaker),
+            "breaker": str(self.breaker.state),
             "instances": len(self.tracked),
-            "connected": counts.phases.get(Phase.CONNECTED, 0),
-            "unhealthy": unhealthy,
-            "phases": {str(p): counts.phases.get(p, 0) for p in Phase},
+            "connected": phases[Phase.CONNECTED],
+            "unhealthy": sum(n for phase, n in phases.items() if phase not in healthy),
+            "phases": {str(p): phases[p] for p in Phase},
         }
-        if counts.reachable is not None:
-            ready = "True" if counts.reachable else "False"
-            reason = "Reachable" if counts.reachable else "BreakerOpen"
+        if self._reachable is not None:
+            ready = "True" if self._reachable else "False"
+            reason = "Reachable" if self._reachable else "BreakerOpen"
             old = self._server_ready
             if old is None or old.status != ready:
                 self._server_ready = Condition("Ready", ready, reason, "", self.clock.now())

@@ -43,7 +43,7 @@ async def instance_event(body: kopf.Body, type: str | None, memo: Runtime, **_: 
 
 
 @kopf.on.delete(*RESOURCE, registry=registry, timeout=600)
-async def instance_deleted(body: kopf.Body, memo: Runtime, retry: int, **_: Any) -> None:
+async def instance_deleted(body: kopf.Body, memo: Runtime, **_: Any) -> None:
     spec = InstanceSpec.parse(body)
     prober = memo.prober(spec.namespace, spec.server)
     if spec.retain:
