@@ -49,6 +49,13 @@ async def test_new_instance_goes_pending_pairing_connected() -> None:
         assert status["server"] == "default"
         assert obj["spec"]["driverName"] == "Driver driver-1"
         assert (await wait_event(kube, "driver-1", "Connected"))[0]["type"] == "Normal"
+        async with asyncio.timeout(30):
+            server = await kube.wait_for(
+                "evolutionservers", "default", lambda o: o is not None and o.get("status", {}).get("connected") == 1
+            )
+        assert server is not None
+        assert condition(server, "Ready")["status"] == "True"
+        assert server["status"]["breaker"] == "Closed"
         for event in kube.emulator.events(name="driver-1"):
             assert code not in str(event)
 

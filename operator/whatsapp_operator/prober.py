@@ -201,6 +201,8 @@ class ServerProber:
             await self._commit(t, machine.suspended(t.state, self.clock.now()))
             return None
         obs = await self._observe(t)
+        if obs.outcome is not Outcome.FAILED:
+            self._set_reachable(True)
         decision = machine.reconcile(t.state, obs, self.clock.now(), self._policy(t.spec))
         await self._commit(t, decision.state)
         self._emit(t, decision.actions)
@@ -220,8 +222,9 @@ class ServerProber:
             if not t.exists:
                 await self._ensure_created(t)
             if t.spec.pair_requested_at and t.spec.pair_requested_at != t.pair_handled:
-                await self._start_pairing(t)
-                t.pair_handled = t.spec.pair_requested_at
+                answer = await self._start_pairing(t)
+                t.pair_handled = t.spec.pair_requested_at  # only once answered: a failed call is retried
+                return await self._pairing_observation(t, answer)
             live = await self.client.connection_state(t.spec.instance_name)
             state = live.state
             if state == "close" and t.state.phase is Phase.PENDING:
@@ -405,9 +408,15 @@ class ServerProber:
 
     def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
         logger.warning("Evolution server %s/%s: circuit breaker %s -> %s", self.namespace, self.name, old, new)
-        self._reachable = new is BreakerState.CLOSED
-        self._server_dirty = True
-        self._wake.set()
+        self._server_dirty = True  # the breaker itself is in the server's status
+        self._set_reachable(new is BreakerState.CLOSED)
+
+    def _set_reachable(self, reachable: bool) -> None:
+        """Ready on the EvolutionServer: unknown until Evolution first answers a probe."""
+        if self._reachable is not reachable:
+            self._reachable = reachable
+            self._server_dirty = True
+            self._wake.set()
 
     async def _write_server_status(self) -> None:
         if not self._server_dirty:
