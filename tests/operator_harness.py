@@ -123,6 +123,17 @@ async def wait_event(kube: EmulatedCluster, name: str, reason: str, within: floa
     return events
 
 
+def phases_seen(kube: EmulatedCluster, name: str) -> list[str]:
+    """Every phase the object's status ever had, in order (from the emulator's version history)."""
+    ref = kube.emulator.resolve("whatsappinstances").ref
+    phases: list[str] = []
+    for version in kube.emulator.objects[ref, "default", name].history:
+        phase = ((version or {}).get("status") or {}).get("phase")
+        if phase and (not phases or phases[-1] != phase):
+            phases.append(phase)
+    return phases
+
+
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in obj["status"].get("conditions", []) if c["type"] == type_)
 
