@@ -40,9 +40,12 @@ def instance_manifest(name: str, *, phone: str = "(11) 98765-4321", **spec: Any)
 
 
 @contextlib.asynccontextmanager
-async def environment(**server_spec: Any) -> AsyncIterator[tuple[EmulatedCluster, Simulator, Runtime]]:
+async def environment(
+    *, database_url: str | None = None, **server_spec: Any
+) -> AsyncIterator[tuple[EmulatedCluster, Simulator, Runtime]]:
     """The whole job started from the test body, so that every clock is looptime's from the start
-    (fixtures run before looptime takes over the loop's clock, and timers armed there misfire)."""
+    (fixtures run before looptime takes over the loop's clock, and timers armed there misfire).
+    `database_url` turns the Postgres mirror on."""
     async with EmulatedCluster() as kube:
         sim = Simulator(api_key=API_KEY, seed=1)
         await sim.start()
@@ -57,7 +60,7 @@ async def environment(**server_spec: Any) -> AsyncIterator[tuple[EmulatedCluster
             )
             assert sim.base_url is not None
             await kube.create(server_manifest(sim.base_url, **server_spec))
-            runtime = Runtime(Config(kube_server=kube.url, liveness=None))
+            runtime = Runtime(Config(kube_server=kube.url, liveness=None, database_url=database_url))
             async with running(runtime):
                 yield kube, sim, runtime
         finally:
@@ -123,15 +126,24 @@ async def wait_event(kube: EmulatedCluster, name: str, reason: str, within: floa
     return events
 
 
-def phases_seen(kube: EmulatedCluster, name: str) -> list[str]:
-    """Every phase the object's status ever had, in order (from the emulator's version history)."""
+def statuses_seen(kube: EmulatedCluster, name: str) -> list[dict[str, Any]]:
+    """Every status the object ever had, oldest first (from the emulator's version history)."""
     ref = kube.emulator.resolve("whatsappinstances").ref
-    phases: list[str] = []
-    for version in kube.emulator.objects[ref, "default", name].history:
-        phase = ((version or {}).get("status") or {}).get("phase")
-        if phase and (not phases or phases[-1] != phase):
-            phases.append(phase)
-    return phases
+    return [(version or {}).get("status") or {} for version in kube.emulator.objects[ref, "default", name].history]
+
+
+def phase_changes(kube: EmulatedCluster, name: str) -> list[dict[str, Any]]:
+    """The first status of each phase the object went through, in order."""
+    changes: list[dict[str, Any]] = []
+    for status in statuses_seen(kube, name):
+        if status.get("phase") and (not changes or changes[-1]["phase"] != status["phase"]):
+            changes.append(status)
+    return changes
+
+
+def phases_seen(kube: EmulatedCluster, name: str) -> list[str]:
+    """Every phase the object's status ever had, in order."""
+    return [status["phase"] for status in phase_changes(kube, name)]
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
