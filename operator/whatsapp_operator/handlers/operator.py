@@ -34,3 +34,11 @@ async def login(memo: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
     if info is not None:
         await memo.kube.use(info)
     return info
+
+
+@kopf.on.cleanup(registry=registry)
+async def flush_mirror(memo: Runtime, **_: Any) -> None:
+    """Land the mirror's queued writes and close its pool while kopf still lets us: once its own
+    tasks are done, kopf cancels every task it did not start with, the mirror's and its pool's too."""
+    if memo.mirror is not None:
+        await memo.mirror.stop()

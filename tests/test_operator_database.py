@@ -1,0 +1,122 @@
+"""Issue #4 end to end: the Postgres mirror through the real operator (`operate()` against the strict
+Kubernetes emulator, the Evolution simulator on loopback and a real embedded Postgres).
+
+Time, a mix:
+
+- The scenario tests run under looptime, as test_operator.py does, so that 45 s code rotations, 30 s
+  stuck deadlines and probe rounds cost milliseconds and each phase sequence is the same on every run.
+  Postgres is the one actor outside the event loop: while the loop waits for it alone, looptime moves
+  the fake clock on to the next timer (psycopg polls every 0.1 s, so the clock runs a few hundred times
+  faster than real time while a query is out). The tests are written so that this cannot change
+  their outcome: nothing the operator decides waits for Postgres (the mirror is a queue beside the
+  probe path), so phases depend on the loop's timers alone; the tests read Postgres with blocking
+  calls, which stop the loop and its clock; they compare Postgres with the cluster only after
+  `settle()`, at points where no instance is due to change however far the clock moves meanwhile;
+  and they assert no DatabaseSynced condition, which an early timeout of the mirror (a slow connect
+  seen on the fast clock) may flip for a moment.
+- The Postgres outage and the shutdown flush run in real time. psycopg_pool schedules its reconnection
+  attempts on `time.monotonic()` while it waits on the loop's clock, so under looptime the fake clock
+  races ahead while the pool waits in real time, and the mirror's flush at stop is bounded by a
+  loop-clock timeout that the racing clock can end before Postgres answers. These two wait for
+  conditions, never sleep, and use probe_soon and, where a deadline matters, the CRD's smallest
+  thresholds (probe.intervalSeconds and remediation.stuckAfterSeconds 5). The outage is a real stop
+  of the embedded server for a real minute: about 100 s of this file's run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any, LiteralString
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from tests.operator_harness import (
+    environment,
+    instance_manifest,
+    phase_changes,
+    wait_phase,
+)
+from whatsapp_operator.emulator import EmulatedCluster
+from whatsapp_operator.phases import DB_STATUS, Phase
+from whatsapp_operator.prober import ServerProber
+from whatsapp_operator.runtime import Runtime
+from whatsapp_operator.status import rfc3339
+
+pytestmark = pytest.mark.looptime
+
+
+class Usuarios:
+    """The application's side: blocking reads, so that looptime's clock stands still while they run."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def query(self, sql: LiteralString, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with psycopg.connect(self.url, autocommit=True, row_factory=dict_row) as conn:
+            cursor = conn.execute(sql, list(params))
+            return cursor.fetchall() if cursor.description else []
+
+    def add(self, *driver_ids: str) -> None:
+        for driver_id in driver_ids:
+            self.query("INSERT INTO usuarios (id, nome) VALUES (%s, %s)", [driver_id, f"Driver {driver_id}"])
+
+    def row(self, driver_id: str) -> dict[str, Any]:
+        (row,) = self.query("SELECT * FROM usuarios WHERE id = %s", [driver_id])
+        return row
+
+    def history(self, driver_id: str) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM whatsapp_operator.transitions WHERE driver_id = %s ORDER BY id", [driver_id])
+
+
+def prober(runtime: Runtime) -> ServerProber:
+    return runtime.probers[("default", "default")]
+
+
+def expected_db_status(phases: list[str]) -> str | None:
+    """`whatsapp_status` after these phases: that of the last one that writes one (Unknown and
+    Suspended leave the column alone)."""
+    written = [status for phase in phases if (status := DB_STATUS[Phase(phase)]) is not None]
+    return written[-1] if written else None
+
+
+def assert_mirrored(
+    kube: EmulatedCluster,
+    db: Usuarios,
+    name: str,
+    phases: list[str],
+    *,
+    forced: Collection[int] = (),
+    driver_id: str | None = None,
+) -> None:
+    """The instance went through exactly `phases` (those at the indexes in `forced` reached by a forced
+    logout), and the history and `whatsapp_status` say exactly that: one row per change, in order, with
+    the state, reason and time its status showed."""
+    driver_id = name if driver_id is None else driver_id
+    changes = phase_changes(kube, name)
+    assert [c["phase"] for c in changes] == phases
+    rows = db.history(driver_id)
+    assert [(r["from_phase"], r["to_phase"]) for r in rows] == list(zip(["Pending", *phases[:-1]], phases, strict=True))
+    assert [r["forced"] for r in rows] == [i in forced for i in range(len(phases))]
+    shown = [(c.get("state"), c.get("statusReason")) for c in changes]
+    assert [(r["state"], r["status_reason"]) for r in rows] == shown
+    assert [rfc3339(r["occurred_at"]) for r in rows] == [c["lastTransitionTime"] for c in changes]
+    assert {(r["namespace"], r["instance"], r["evolution_instance"]) for r in rows} == {
+        ("default", name, changes[-1]["instanceName"])
+    }
+    assert db.row(driver_id)["whatsapp_status"] == expected_db_status(phases)
+
+
+@pytest.mark.looptime(False)  # real time: see the module's docstring
+async def test_stopping_the_operator_lands_the_writes_it_recorded(pg_url: str) -> None:
+    db = Usuarios(pg_url)
+    db.add("jon")
+    async with environment(database_url=pg_url) as (kube, simulator, operator):
+        simulator.add_instance("jon", "open")
+        await kube.create(instance_manifest("jon"))
+        await wait_phase(kube, "jon", "Connected", within=10)
+        simulator.act("jon", "disconnect", 401)
+        prober(operator).probe_soon(("default", "jon"))
+        await wait_phase(kube, "jon", "LoggedOut", within=10)
+    assert_mirrored(kube, db, "jon", ["Connected", "LoggedOut"])
