@@ -25,6 +25,7 @@ Time, a mix:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Iterable
 from typing import Any, LiteralString
 
@@ -70,6 +71,16 @@ class Usuarios:
         return self.query("SELECT * FROM whatsapp_operator.transitions WHERE driver_id = %s ORDER BY id", [driver_id])
 
 
+async def settle(runtime: Runtime) -> None:
+    """Until every write the operator has recorded is in Postgres."""
+    mirror = runtime.mirror
+    assert mirror is not None
+    async with asyncio.timeout(600):
+        await mirror.drain()
+        while mirror.pending():
+            await mirror.drain()
+
+
 def prober(runtime: Runtime) -> ServerProber:
     return runtime.probers[("default", "default")]
 
@@ -106,6 +117,68 @@ def assert_mirrored(
         ("default", name, changes[-1]["instanceName"])
     }
     assert db.row(driver_id)["whatsapp_status"] == expected_db_status(phases)
+
+
+async def test_lifecycle_leaves_whatsapp_status_and_history_matching_every_phase(pg_url: str) -> None:
+    db = Usuarios(pg_url)
+    db.add("ana", "bia", "caio", "duda")
+    async with environment(database_url=pg_url) as (kube, simulator, operator):
+
+        async def ana() -> None:
+            """New: pairs, survives three transient drops (each seen mid-reconnect, the first while the
+            code it paired with would still be valid had its socket not ended), then a terminal 401."""
+            await kube.create(instance_manifest("ana"))
+            await wait_phase(kube, "ana", "Pairing")
+            simulator.act("ana", "pair")
+            await wait_phase(kube, "ana", "Connected")
+            for reason in (515, 428, 440):
+                simulator.act("ana", "drop", reason)
+                prober(operator).probe_soon(("default", "ana"))
+                await wait_phase(kube, "ana", "Connecting")
+                await wait_phase(kube, "ana", "Connected")
+            simulator.act("ana", "disconnect", 401)
+            await wait_phase(kube, "ana", "LoggedOut")
+
+        async def bia() -> None:
+            """Stuck connecting: forced out and into pairing after 30 s, then suspended."""
+            simulator.add_instance("bia", "connecting")
+            await kube.create(instance_manifest("bia"))
+            await wait_phase(kube, "bia", "Pairing")
+            await kube.patch("whatsappinstances", "bia", {"spec": {"suspend": True}})
+            await wait_phase(kube, "bia", "Suspended")
+
+        async def caio() -> None:
+            """Connected, vanishes from Evolution (recreated), pairs again, suspended and resumed."""
+            simulator.add_instance("caio", "open")
+            await kube.create(instance_manifest("caio"))
+            await wait_phase(kube, "caio", "Connected")
+            simulator.act("caio", "vanish")
+            prober(operator).probe_soon(("default", "caio"))
+            await wait_phase(kube, "caio", "Pairing")
+            simulator.act("caio", "pair")
+            await wait_phase(kube, "caio", "Connected")
+            for suspend, phase in ((True, "Suspended"), (False, "Connected")):
+                await kube.patch("whatsappinstances", "caio", {"spec": {"suspend": suspend}})
+                await wait_phase(kube, "caio", phase)
+
+        async def duda() -> None:
+            """New, never pairs: codes rotate for the whole scenario."""
+            await kube.create(instance_manifest("duda"))
+            await wait_phase(kube, "duda", "Pairing")
+
+        await asyncio.gather(ana(), bia(), caio(), duda())
+        # Evolution goes away for good: every probed instance ends Unknown, which writes no status.
+        simulator.add_fault("outage", None)
+        for name in ("ana", "caio", "duda"):
+            await wait_phase(kube, name, "Unknown", within=300)
+        await settle(operator)
+
+        reconnects = ["Connecting", "Connected"] * 3
+        assert_mirrored(kube, db, "ana", ["Pairing", "Connected", *reconnects, "LoggedOut", "Unknown"])
+        assert_mirrored(kube, db, "bia", ["Connecting", "Pairing", "Suspended"], forced={1})
+        phases = ["Connected", "NotFound", "Pairing", "Connected", "Suspended", "Connected", "Unknown"]
+        assert_mirrored(kube, db, "caio", phases)
+        assert_mirrored(kube, db, "duda", ["Pairing", "Unknown"])
 
 
 @pytest.mark.looptime(False)  # real time: see the module's docstring

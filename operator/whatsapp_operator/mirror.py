@@ -198,8 +198,9 @@ class StatusMirror:
         try:
             await asyncio.wait_for(self.drain(), timeout)
         except TimeoutError:
-            pending = sum(len(queue) for queue in self._queues.values())
-            log.warning("stopping with %d database writes for %d instances not written", pending, len(self._queues))
+            log.warning(
+                "stopping with %d database writes for %d instances not written", self.pending(), len(self._queues)
+            )
         self._worker.cancel()
         await asyncio.gather(self._worker, return_exceptions=True)
         await self._pool.close()
@@ -252,6 +253,10 @@ class StatusMirror:
         if pending and self._outage is not None:
             return SyncStatus(False, SyncReason.DATABASE_UNAVAILABLE, self._outage, pending)
         return replace(self._row_problems.get(key, SYNCED), pending=pending)
+
+    def pending(self) -> int:
+        """Writes recorded and not yet in the database (the queue depth)."""
+        return sum(len(queue) for queue in self._queues.values())
 
     def lag_seconds(self) -> float:
         """Age of the oldest write still waiting: 0 when the database is up to date."""

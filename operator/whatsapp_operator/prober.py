@@ -350,6 +350,10 @@ class ServerProber:
             new = normalize(new)
         if new.phase is not old.phase:
             self._server_dirty = True
+            if new.phase in _SOCKET_ENDED:
+                # The code died with the socket that showed it: a `connecting` that follows is a
+                # reconnect (or a new socket with codes of its own), not this code's pairing.
+                t.code_valid_until = None
             if self.mirror is not None:
                 self.mirror.record_transition(
                     key=mirror_key(t.spec.key),
@@ -448,6 +452,10 @@ class ServerProber:
             self._server_dirty = True
             return
         self._written_server.update(patch)
+
+
+# Phases observed only once the socket that showed a pairing code is gone (open, closed or deleted).
+_SOCKET_ENDED = frozenset({Phase.CONNECTED, Phase.DISCONNECTED, Phase.LOGGED_OUT, Phase.NOT_FOUND})
 
 
 def _failure_reason(exc: evo_errors.EvolutionError) -> str:
