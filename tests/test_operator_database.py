@@ -26,7 +26,9 @@ Time, a mix:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable
+import datetime
+import logging
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, LiteralString
 
 import psycopg
@@ -40,12 +42,17 @@ from tests.operator_harness import (
     wait_phase,
 )
 from whatsapp_operator.emulator import EmulatedCluster
+from whatsapp_operator.machine import CODE_LIFETIME
 from whatsapp_operator.phases import DB_STATUS, Phase
 from whatsapp_operator.prober import ServerProber
 from whatsapp_operator.runtime import Runtime
+from whatsapp_operator.simulator import Simulator
+from whatsapp_operator.simulator.instance import SimInstance, Timings
 from whatsapp_operator.status import rfc3339
 
 pytestmark = pytest.mark.looptime
+
+LOGGERS = ("", "kopf", "psycopg", "psycopg.pool", "httpx", "httpcore", "aiohttp", "whatsapp_operator")
 
 
 class Usuarios:
@@ -69,6 +76,29 @@ class Usuarios:
 
     def history(self, driver_id: str) -> list[dict[str, Any]]:
         return self.query("SELECT * FROM whatsapp_operator.transitions WHERE driver_id = %s ORDER BY id", [driver_id])
+
+
+class IssuedCodes:
+    """Every pairing code and QR payload the simulator issues, with when (the loop's time): read from
+    the QRCODE_UPDATED events it emits, which it emits whether or not a webhook listens."""
+
+    def __init__(self, simulator: Simulator) -> None:
+        self.issued: list[tuple[str, float, str, str | None]] = []  # instance, at, QR payload, pairing code
+        emit = simulator.emit
+
+        def recording(instance: SimInstance, event: str, data: Any) -> asyncio.Task[None] | None:
+            qrcode = (data or {}).get("qrcode") if event == "qrcode.updated" else None
+            if qrcode:
+                self.issued.append((instance.name, simulator.loop.time(), qrcode["code"], qrcode.get("pairingCode")))
+            return emit(instance, event, data)
+
+        simulator.emit = recording  # type: ignore[method-assign]  # observed, not replaced
+
+    def pairing_codes(self, instance: str) -> list[tuple[float, str]]:
+        return [(at, code) for name, at, _, code in self.issued if name == instance and code]
+
+    def secrets(self) -> set[str]:
+        return {secret for _, _, qr, code in self.issued for secret in (qr, code) if secret}
 
 
 async def settle(runtime: Runtime) -> None:
@@ -117,6 +147,15 @@ def assert_mirrored(
         ("default", name, changes[-1]["instanceName"])
     }
     assert db.row(driver_id)["whatsapp_status"] == expected_db_status(phases)
+
+
+async def wait_instance(
+    kube: EmulatedCluster, name: str, predicate: Callable[[dict[str, Any]], bool], within: float = 120
+) -> dict[str, Any]:
+    async with asyncio.timeout(within):
+        obj = await kube.wait_for("whatsappinstances", name, lambda o: o is not None and predicate(o))
+    assert obj is not None
+    return obj
 
 
 async def test_lifecycle_leaves_whatsapp_status_and_history_matching_every_phase(pg_url: str) -> None:
@@ -179,6 +218,56 @@ async def test_lifecycle_leaves_whatsapp_status_and_history_matching_every_phase
         phases = ["Connected", "NotFound", "Pairing", "Connected", "Suspended", "Connected", "Unknown"]
         assert_mirrored(kube, db, "caio", phases)
         assert_mirrored(kube, db, "duda", ["Pairing", "Unknown"])
+
+
+async def test_pairing_codes_reach_only_the_driver_row(pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    for logger in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=logger)
+    db = Usuarios(pg_url)
+    db.add("eva")
+    async with environment(database_url=pg_url) as (kube, simulator, operator):
+        codes = IssuedCodes(simulator)
+        await kube.create(instance_manifest("eva"))
+        expiry = None
+        codes_seen = 5  # the first, then four rotations
+        for seen in range(1, codes_seen + 1):
+            obj = await wait_instance(
+                kube, "eva", lambda o, old=expiry: o.get("status", {}).get("pairingCodeExpiresAt") not in (None, old)
+            )
+            expiry = obj["status"]["pairingCodeExpiresAt"]
+            assert len(codes.pairing_codes("eva")) == seen, "the operator saw each code Evolution issued"
+            if seen == codes_seen:
+                simulator.act("eva", "pair")  # now, while the operator knows every code issued
+                break
+            await settle(operator)
+            row = db.row("eva")
+            # One attempt per code issued, in order (settling may have let the clock run on to a
+            # later code than the status showed: its row must then be counted the same way).
+            assert row["pairing_code_attempts"] >= seen
+            issued_at, code = codes.pairing_codes("eva")[row["pairing_code_attempts"] - 1]
+            assert row["pairing_code"] == code
+            # Seen in connect's answer, which comes at most connect_wait after the QR: the row dates
+            # the code from then at the latest, at every rotation (no drift), never before it existed.
+            generated_at = prober(operator).clock.at(issued_at)
+            lag = row["pairing_code_generated_at"] - generated_at
+            assert datetime.timedelta(0) <= lag <= datetime.timedelta(seconds=Timings().connect_wait)
+            assert row["pairing_code_expires_at"] - row["pairing_code_generated_at"] == CODE_LIFETIME
+
+        await wait_phase(kube, "eva", "Connected")
+        await settle(operator)
+        row = db.row("eva")
+        assert (row["pairing_code"], row["pairing_code_generated_at"], row["pairing_code_expires_at"]) == (None,) * 3
+        assert row["pairing_code_attempts"] == codes_seen
+        assert row["whatsapp_status"] == "connected"
+
+    secrets = codes.secrets()
+    assert len(secrets) == 2 * codes_seen
+    for (resource, namespace, name), obj in kube.emulator.objects.items():
+        for version in obj.history:
+            assert not any(s in str(version) for s in secrets), f"a code in {resource}: {namespace}/{name}"
+    assert kube.emulator.events(name="eva"), "events were posted, and none of them carries a code"
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert not any(s in logged for s in secrets), "a code was logged"
 
 
 @pytest.mark.looptime(False)  # real time: see the module's docstring

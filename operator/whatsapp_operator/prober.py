@@ -230,7 +230,8 @@ class ServerProber:
             if state == "close" and t.state.phase is Phase.PENDING:
                 return await self._pairing_observation(t, await self._start_pairing(t))
             if state == "connecting" and self._valid_code(t) is None:
-                return await self._pairing_observation(t, await self.client.connect(t.spec.instance_name))
+                answer = await self.client.connect(t.spec.instance_name)
+                return await self._pairing_observation(t, answer, same_socket=True)
             reason = 200 if state == "open" else None
             if state == "close":
                 reason = await self._close_reason(t)
@@ -248,9 +249,12 @@ class ServerProber:
         valid = t.code_valid_until is not None and t.code_valid_until > self.clock.now()
         return t.code_valid_until if valid else None
 
-    async def _pairing_observation(self, t: Tracked, answer: QRCode | EvoState) -> Observation:
+    async def _pairing_observation(
+        self, t: Tracked, answer: QRCode | EvoState, *, same_socket: bool = False
+    ) -> Observation:
         """Make sense of a connect answer: a code we have not seen before is a live pairing code;
-        the same code again is stale (Evolution never clears old QR fields)."""
+        the same code again is stale (Evolution never clears old QR fields). `same_socket`: the
+        answer is a look at the socket that showed the last code, not one this call started."""
         if isinstance(answer, EvoState):
             state = answer.state
             return Observation(Outcome.STATE, state=state, reason=200 if state == "open" else None)
@@ -258,18 +262,30 @@ class ServerProber:
         if secret:
             fingerprint = hashlib.sha256(secret.encode()).hexdigest()[:16]
             if fingerprint != t.code_fingerprint:
-                now = self.clock.now()
+                generated_at = self._generated_at(t, same_socket)
                 t.code_fingerprint = fingerprint
-                t.code_valid_until = now + machine.CODE_LIFETIME
+                t.code_valid_until = generated_at + machine.CODE_LIFETIME
                 if answer.pairing_code and self.mirror is not None:
                     self.mirror.record_pairing_code(
                         key=mirror_key(t.spec.key),
                         driver_id=t.spec.driver_id,
                         code=answer.pairing_code,
-                        generated_at=now,
+                        generated_at=generated_at,
                         expires_at=t.code_valid_until,
                     )
         return Observation(Outcome.STATE, state="connecting", code_valid_until=self._valid_code(t))
+
+    def _generated_at(self, t: Tracked, same_socket: bool) -> datetime.datetime:
+        """When Evolution made the code just seen. Its QR timer replaces a code exactly one lifetime
+        after the last, so the successor found by the look at the last code's expiry dates from that
+        expiry: dating it from the look would push each expiry later by the look's delay, a little
+        more at every rotation. A late look (the expiry more than half a lifetime ago, e.g. after
+        Evolution was unreachable) or a new socket dates from now, which is never too early."""
+        now = self.clock.now()
+        last_expiry = t.code_valid_until
+        if same_socket and last_expiry is not None and last_expiry <= now < last_expiry + machine.CODE_LIFETIME / 2:
+            return last_expiry
+        return now
 
     async def _close_reason(self, t: Tracked) -> int | None:
         """connectionState has no reason; fetchInstances has the last terminal one, and Evolution
