@@ -36,15 +36,20 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.operator_harness import (
+    condition,
     environment,
     instance_manifest,
+    loop_now,
     phase_changes,
+    statuses_seen,
     wait_phase,
 )
+from tests.pg import StoppableDatabase
 from whatsapp_operator.emulator import EmulatedCluster
 from whatsapp_operator.machine import CODE_LIFETIME
 from whatsapp_operator.phases import DB_STATUS, Phase
 from whatsapp_operator.prober import ServerProber
+from whatsapp_operator.resources import instance_name_for
 from whatsapp_operator.runtime import Runtime
 from whatsapp_operator.simulator import Simulator
 from whatsapp_operator.simulator.instance import SimInstance, Timings
@@ -149,6 +154,16 @@ def assert_mirrored(
     assert db.row(driver_id)["whatsapp_status"] == expected_db_status(phases)
 
 
+def db_synced_seen(statuses: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The DatabaseSynced condition's (status, reason) through these statuses, repeats folded."""
+    seen: list[tuple[str, str]] = []
+    for status in statuses:
+        synced = next((c for c in status.get("conditions", ()) if c["type"] == "DatabaseSynced"), None)
+        if synced is not None and (not seen or seen[-1] != (synced["status"], synced["reason"])):
+            seen.append((synced["status"], synced["reason"]))
+    return seen
+
+
 async def wait_instance(
     kube: EmulatedCluster, name: str, predicate: Callable[[dict[str, Any]], bool], within: float = 120
 ) -> dict[str, Any]:
@@ -156,6 +171,12 @@ async def wait_instance(
         obj = await kube.wait_for("whatsappinstances", name, lambda o: o is not None and predicate(o))
     assert obj is not None
     return obj
+
+
+def db_synced_is(status: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda obj: any(
+        c["type"] == "DatabaseSynced" and c["status"] == status for c in obj.get("status", {}).get("conditions", ())
+    )
 
 
 async def test_lifecycle_leaves_whatsapp_status_and_history_matching_every_phase(pg_url: str) -> None:
@@ -268,6 +289,93 @@ async def test_pairing_codes_reach_only_the_driver_row(pg_url: str, caplog: pyte
     assert kube.emulator.events(name="eva"), "events were posted, and none of them carries a code"
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     assert not any(s in logged for s in secrets), "a code was logged"
+
+
+@pytest.mark.looptime(False)  # real time: see the module's docstring
+async def test_a_minute_without_postgres_ends_with_the_mirror_complete(
+    pg_stoppable: StoppableDatabase, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = Usuarios(pg_stoppable.url)
+    db.add("fabio", "gabi", "hugo", "ines")
+    fast = {"probe": {"intervalSeconds": 5}, "remediation": {"stuckAfterSeconds": 5}}  # the CRD's minimums
+    async with environment(database_url=pg_stoppable.url, **fast) as (kube, simulator, operator):
+        codes = IssuedCodes(simulator)
+        for name in ("fabio", "hugo", "ines"):
+            simulator.add_instance(name, "open")
+            await kube.create(instance_manifest(name))
+        await kube.create(instance_manifest("gabi"))
+        for name in ("fabio", "hugo", "ines"):
+            await wait_phase(kube, name, "Connected", within=10)
+        await wait_phase(kube, "gabi", "Pairing", within=10)
+        await settle(operator)
+        assert db.row("gabi")["pairing_code"] is not None
+        running = prober(operator)
+        before = {name: len(statuses_seen(kube, name)) for name in ("fabio", "gabi", "hugo", "ines")}
+
+        pg_stoppable.server.stop()
+        stopped_at = loop_now()
+        simulator.act("fabio", "disconnect", 401)
+        simulator.act("gabi", "pair")
+        simulator.act("ines", "stick")  # connecting for good: forced out and into pairing 5 s later
+        for name, phase in (("fabio", "LoggedOut"), ("gabi", "Connected"), ("ines", "Pairing")):
+            await wait_phase(kube, name, phase, within=30)
+        for name in ("fabio", "gabi", "ines"):
+            obj = await wait_instance(kube, name, db_synced_is("False"), within=30)
+            assert condition(obj, "DatabaseSynced")["reason"] == "DatabaseUnavailable"
+        await asyncio.sleep(max(0.0, stopped_at + 60 - loop_now()))
+        pg_stoppable.server.start()
+
+        # The mirror retries with backoff up to 30 s, after a 5 s wait for a connection.
+        for name in ("fabio", "gabi", "ines"):
+            await wait_instance(kube, name, db_synced_is("True"), within=60)
+        await settle(operator)
+
+        assert_mirrored(kube, db, "fabio", ["Connected", "LoggedOut"])
+        assert_mirrored(kube, db, "gabi", ["Pairing", "Connected"])
+        assert_mirrored(kube, db, "hugo", ["Connected"])
+        assert_mirrored(kube, db, "ines", ["Connected", "Connecting", "Pairing"], forced={2})
+        assert db.row("gabi")["pairing_code"] is None
+        assert db.row("ines")["pairing_code"] in {code for _, code in codes.pairing_codes("ines")}
+        for name in ("fabio", "gabi", "ines"):
+            assert db_synced_seen(statuses_seen(kube, name)[before[name] :]) == [
+                ("False", "DatabaseUnavailable"),
+                ("True", "Synced"),
+            ]
+        assert not db_synced_seen(statuses_seen(kube, "hugo")[before["hugo"] :]), "nothing of hugo's was waiting"
+        assert prober(operator) is running, "the operator and its prober ran throughout"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "nothing failed unexpectedly"
+
+
+async def test_driver_ids_with_quotes_and_sql_are_stored_and_matched_literally(pg_url: str) -> None:
+    pairs, waits = """o'brien"; DROP TABLE usuarios;--""", "x'); DELETE FROM whatsapp_operator.transitions; --"
+    db = Usuarios(pg_url)
+    db.add(pairs, waits, "o", "x")  # the ids' prefixes: rows a broken quoting would hit
+    async with environment(database_url=pg_url) as (kube, simulator, operator):
+        for name, driver_id in (("quote-pairs", pairs), ("quote-waits", waits)):
+            await kube.create(instance_manifest(name, driverId=driver_id))
+        for name, driver_id in (("quote-pairs", pairs), ("quote-waits", waits)):
+            obj = await wait_phase(kube, name, "Pairing")
+            assert obj["status"]["instanceName"] == instance_name_for(driver_id)
+            assert instance_name_for(driver_id) in simulator.instances
+        simulator.act(instance_name_for(pairs), "pair")
+        await wait_phase(kube, "quote-pairs", "Connected")
+        await settle(operator)
+
+        assert_mirrored(kube, db, "quote-pairs", ["Pairing", "Connected"], driver_id=pairs)
+        assert_mirrored(kube, db, "quote-waits", ["Pairing"], driver_id=waits)
+        waiting = db.row(waits)
+        assert waiting["pairing_code"] == simulator.instances[instance_name_for(waits)].pairing_code
+        assert waiting["pairing_code_attempts"] == 1
+        assert {r["id"]: r["whatsapp_status"] for r in db.query("SELECT * FROM usuarios")} == {
+            pairs: "connected",
+            waits: "connecting",
+            "o": None,
+            "x": None,
+        }
+        assert {r["driver_id"] for r in db.query("SELECT driver_id FROM whatsapp_operator.transitions")} == {
+            pairs,
+            waits,
+        }
 
 
 @pytest.mark.looptime(False)  # real time: see the module's docstring
