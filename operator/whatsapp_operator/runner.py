@@ -63,6 +63,62 @@ async def operate(
         await runtime.kube.close()
 
 
+class OperatorStopped(Exception):
+    """The operator stopped before it was asked to, without an error: kopf handles SIGINT and SIGTERM."""
+
+
+class running:
+    """The operator in a task of the caller's loop, from ready until the block ends (tests, the demo).
+
+    Enters once kopf is ready and the first EvolutionServer's prober exists (there must be one);
+    an operator that stops before that raises its error here, or OperatorStopped. `task` ends
+    early if kopf stops by itself."""
+
+    def __init__(self, runtime: Runtime, *, startup_timeout: float = 30) -> None:
+        self.runtime = runtime
+        self.startup_timeout = startup_timeout
+        self.stop = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.foreign: set[asyncio.Task[Any]] = set()
+
+    async def __aenter__(self) -> Runtime:
+        self.task = asyncio.create_task(
+            operate(
+                self.runtime.config,
+                runtime=self.runtime,
+                stop_flag=self.stop,
+                ready_flag=self.ready,
+                foreign_tasks=self.foreign,
+            )
+        )
+        readiness = asyncio.create_task(self.ready.wait())
+        try:
+            async with asyncio.timeout(self.startup_timeout):
+                await asyncio.wait([self.task, readiness], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            readiness.cancel()
+        # The server's prober starts with kopf's first events: wait until it exists.
+        async with asyncio.timeout(self.startup_timeout):
+            while not self.runtime.probers:
+                if self.task.done():
+                    await self.task  # raises why it stopped, if it did raise
+                    raise OperatorStopped("the operator stopped before it was ready")
+                await asyncio.sleep(0.1)
+        return self.runtime
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.foreign.add(asyncio.current_task())  # type: ignore[arg-type]  # the teardown itself
+        # Connections the caller's servers (API emulator, simulator) serve for the operator's clients
+        # stay open until kopf closes those clients, after its tasks end: waiting for them would cost
+        # kopf's 5 s grace period on every stop. They are the caller's to close.
+        self.foreign.update(t for t in asyncio.all_tasks() if _serves_a_connection(t))
+        self.stop.set()
+        assert self.task is not None
+        async with asyncio.timeout(60):
+            await self.task
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     config_module.add_arguments(parser)
 
@@ -79,3 +135,8 @@ def run(args: argparse.Namespace) -> int:
     )
     asyncio.run(operate(config))
     return 0
+
+
+def _serves_a_connection(task: asyncio.Task[Any]) -> bool:
+    """An aiohttp server's task for one client connection."""
+    return getattr(task.get_coro(), "__qualname__", "") == "RequestHandler.start"
