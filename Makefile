@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,13 +15,19 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests
+	$(BIN)/ruff check operator tests bench
 
 test: lint
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
 	$(BIN)/whatsapp-operator demo
+
+# Every benchmark, one JSON object each (docs/performance.md); about 7 minutes on 2 cores.
+bench: $(STAMP)
+	$(BIN)/python -m bench.probe_round --instances 10000
+	$(BIN)/python -m bench.probe_round --instances 1000 --restart-limit 120
+	$(BIN)/python -m bench.detection
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
