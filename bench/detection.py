@@ -38,6 +38,7 @@ from bench.harness import (
     start_cluster,
     start_simulator,
     wait_converged,
+    wait_quiet,
 )
 from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.embedded_db import EmbeddedPostgres
@@ -148,6 +149,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with limit(300, "the operator's convergence (status and database)"):
             await wait_converged(cluster, args.instances)
             await poll(mirrored, 0.2)
+            await wait_quiet(cluster)
         on_status: dict[str, float] = {}
         on_db: dict[str, float] = {}
         watchers = [

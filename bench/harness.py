@@ -223,6 +223,23 @@ async def poll(done: Callable[[], Awaitable[bool]], every: float) -> None:
         await asyncio.sleep(every)
 
 
+async def wait_quiet(cluster: Child, quiet: float = 5.0) -> float:
+    """Seconds until the API server received its last write, once none has come for `quiet` seconds:
+    kopf's own per-object work (finalizers) may still run after every status says Connected."""
+    started = time.monotonic()
+    count, changed = -1, started
+
+    async def still() -> bool:
+        nonlocal count, changed
+        now, latest = time.monotonic(), (await cluster.ask("writes"))["all_writes"]
+        if latest != count:
+            count, changed = latest, now
+        return now - changed >= quiet
+
+    await poll(still, 0.5)
+    return changed - started
+
+
 async def wait_converged(cluster: Child, instances: int) -> float:
     """Seconds until the API server shows every instance Connected (polled twice a second)."""
     started = time.monotonic()

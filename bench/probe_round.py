@@ -42,6 +42,7 @@ from bench.harness import (
     start_cluster,
     start_simulator,
     wait_converged,
+    wait_quiet,
 )
 
 Result = dict[str, Any]
@@ -143,7 +144,8 @@ async def operator_stage(args: argparse.Namespace, cluster: Child, kube_url: str
         await cluster.ask("instances", count=args.instances)
         async with limit(max(600.0, args.instances * 0.1), "the operator's convergence"):
             await wait_converged(cluster, args.instances)
-        converged = time.monotonic() - started
+            converged = time.monotonic() - started
+            settled = converged + await wait_quiet(cluster)
         steady = await steady_round(args, cluster, operator, admin)
     finally:
         await operator.stop()
@@ -151,6 +153,7 @@ async def operator_stage(args: argparse.Namespace, cluster: Child, kube_url: str
         "command": shown(argv),
         "rss_mib_without_instances": round(idle.rss_mib, 1),
         "convergence_seconds": round(converged, 1),
+        "settled_seconds": round(settled, 1),
         "steady_round": steady,
     }
     if args.restart_limit > 0:
