@@ -30,7 +30,9 @@ async def _secrets(memo: Runtime, namespace: str, spec: ServerSpec) -> tuple[str
     return api_key, webhook_secret
 
 
-@kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=10)
+# The backoff gives the daemon time to stop its prober and close its client by itself when asked,
+# before kopf cancels it (and warns that it had to).
+@kopf.daemon(*RESOURCE, registry=registry, cancellation_backoff=5, cancellation_timeout=10)
 async def run_server(
     namespace: str,
     name: str,
