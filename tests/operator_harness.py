@@ -24,12 +24,9 @@ API_KEY = "simulator-api-key"
 
 
 @contextlib.asynccontextmanager
-async def environment(
-    *, database_url: str | None = None, **server_spec: Any
-) -> AsyncIterator[tuple[EmulatedCluster, Simulator, Runtime]]:
-    """The whole job started from the test body, so that every clock is looptime's from the start
-    (fixtures run before looptime takes over the loop's clock, and timers armed there misfire).
-    `database_url` turns the Postgres mirror on."""
+async def backends(**server_spec: Any) -> AsyncIterator[tuple[EmulatedCluster, Simulator]]:
+    """The API server (with the EvolutionServer "default" and its Secret) and Evolution, for operators
+    to run against; the emulator's complaints fail the test at the end."""
     async with EmulatedCluster() as kube:
         sim = Simulator(api_key=API_KEY, seed=1)
         await sim.start()
@@ -37,13 +34,28 @@ async def environment(
             await kube.create(secret_manifest(API_KEY))
             assert sim.base_url is not None
             await kube.create(server_manifest(sim.base_url, **server_spec))
-            runtime = Runtime(Config(kube_server=kube.url, liveness=None, database_url=database_url))
-            async with running(runtime):
-                yield kube, sim, runtime
+            yield kube, sim
         finally:
             await sim.stop()
         violations = kube.violations()
     assert not violations, "a real API server would have dropped or refused:\n" + "\n".join(violations)
+
+
+def operator_runtime(kube: EmulatedCluster, database_url: str | None = None) -> Runtime:
+    return Runtime(Config(kube_server=kube.url, liveness=None, database_url=database_url))
+
+
+@contextlib.asynccontextmanager
+async def environment(
+    *, database_url: str | None = None, **server_spec: Any
+) -> AsyncIterator[tuple[EmulatedCluster, Simulator, Runtime]]:
+    """The whole job started from the test body, so that every clock is looptime's from the start
+    (fixtures run before looptime takes over the loop's clock, and timers armed there misfire).
+    `database_url` turns the Postgres mirror on."""
+    async with backends(**server_spec) as (kube, sim):
+        runtime = operator_runtime(kube, database_url)
+        async with running(runtime):
+            yield kube, sim, runtime
 
 
 def phase_is(*phases: str) -> Callable[[dict[str, Any] | None], bool]:

@@ -8,15 +8,19 @@ import asyncio
 import pytest
 
 from tests.operator_harness import (
+    backends,
     condition,
     environment,
     instance_manifest,
     loop_now,
+    operator_runtime,
     phases_seen,
     requests_to,
     wait_event,
     wait_phase,
 )
+from whatsapp_operator.demo import server_manifest
+from whatsapp_operator.runner import running
 from whatsapp_operator.simulator import Simulator
 
 pytestmark = pytest.mark.looptime
@@ -256,3 +260,36 @@ async def test_pair_request_annotation_gets_one_fresh_connect() -> None:
         assert connects[0].query == {"number": "5511987654321"}
         assert all(c.query == {} for c in connects[1:])
         assert simulator.instances["driver-9"].qr_count <= 4, "one pairing cycle, not a new one per look"
+
+
+async def test_a_restarted_operator_takes_up_existing_instances_and_server_ref_changes() -> None:
+    """Instances that exist before the operator starts are probed by their server's prober, whatever
+    the order kopf starts things in; an instance whose serverRef changes moves to the other prober."""
+    async with backends() as (kube, simulator):
+        assert simulator.base_url is not None
+        await kube.create(server_manifest(simulator.base_url, name="other"))
+        names = ("kept", "moved", "unlinked")
+        for name in names:
+            simulator.add_instance(name, "open")
+            await kube.create(instance_manifest(name))
+        async with running(operator_runtime(kube)):
+            for name in names:
+                await wait_phase(kube, name, "Connected", within=30)
+
+        simulator.act("unlinked", "disconnect", 401)  # while no operator runs
+        async with running(operator_runtime(kube)) as runtime:
+            await wait_phase(kube, "unlinked", "LoggedOut", within=60)
+            default, other = runtime.probers[("default", "default")], runtime.probers[("default", "other")]
+            assert set(default.tracked) == {("default", name) for name in names}
+            assert not other.tracked
+
+            await kube.patch("whatsappinstances", "moved", {"spec": {"serverRef": {"name": "other"}}})
+            async with asyncio.timeout(30):
+                while ("default", "moved") not in other.tracked:  # noqa: ASYNC110  # the watch event hands it over
+                    await asyncio.sleep(0.1)
+            assert ("default", "moved") not in default.tracked
+            obj = await kube.wait_for(
+                "whatsappinstances", "moved", lambda o: o is not None and o["status"].get("server") == "other"
+            )
+            assert obj is not None
+            assert obj["status"]["phase"] == "Connected"

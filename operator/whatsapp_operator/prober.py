@@ -106,14 +106,14 @@ class ServerProber:
         self._server_ready: Condition | None = None
         self._background: set[asyncio.Task[None]] = set()
 
-    # -- membership: kopf's index and watch events tell the prober what exists ------------------
+    # -- membership: watch events (through the Runtime) tell the prober what exists --------------
 
     def load(self, specs: Iterable[InstanceSpec]) -> None:
         for spec in specs:
             self.update(spec)
 
     def update(self, spec: InstanceSpec) -> None:
-        """An instance was seen (watch event or index): track it, or notice what changed."""
+        """An instance was seen (a watch event, or the load at start): track it, or notice what changed."""
         now = self.clock.monotonic()
         tracked = self.tracked.get(spec.key)
         if tracked is None:

@@ -1,5 +1,5 @@
-"""WhatsAppInstance: indexed by server for the probers; changes wake the owning prober; deletion
-removes the Evolution instance (unless `deletionPolicy: Retain`)."""
+"""WhatsAppInstance: every watch event updates the runtime's map of instances and wakes the owning
+prober; deletion removes the Evolution instance (unless `deletionPolicy: Retain`)."""
 
 from __future__ import annotations
 
@@ -19,27 +19,15 @@ RESOURCE = (GROUP, VERSION, "whatsappinstances")
 logger = logging.getLogger(__name__)
 
 
-@kopf.index(*RESOURCE, registry=registry)
-async def instances_by_server(body: kopf.Body, **_: Any) -> dict[tuple[str, str], InstanceSpec]:
-    spec = InstanceSpec.parse(body)
-    return {(spec.namespace, spec.server): spec}
-
-
 @kopf.on.event(*RESOURCE, registry=registry)
 async def instance_event(body: kopf.Body, type: str | None, memo: Runtime, **_: Any) -> None:
     """Every watch event, our own status writes included: cheap, the prober ignores non-news.
     Async on purpose: kopf runs sync handlers in threads, and the prober is not thread-safe."""
     spec = InstanceSpec.parse(body)
-    prober = memo.prober(spec.namespace, spec.server)
-    if prober is None:
-        return  # the server's prober loads it from the index when it starts
     if type == "DELETED" or body.metadata.get("deletionTimestamp"):
-        prober.forget(spec.key)
-        return
-    for other in memo.probers.values():  # serverRef changed: hand it over
-        if other is not prober:
-            other.forget(spec.key)
-    prober.update(spec)
+        memo.instance_gone(spec.key)
+    else:
+        memo.instance_seen(spec)
 
 
 @kopf.on.delete(*RESOURCE, registry=registry, timeout=600)

@@ -13,7 +13,7 @@ from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.handlers import registry
 from whatsapp_operator.kube import KubeError
 from whatsapp_operator.prober import ServerProber
-from whatsapp_operator.resources import InstanceSpec, ServerSpec
+from whatsapp_operator.resources import ServerSpec
 from whatsapp_operator.runtime import Runtime
 
 RESOURCE = (GROUP, VERSION, "evolutionservers")
@@ -39,7 +39,6 @@ async def run_server(
     spec: kopf.Spec,
     body: kopf.Body,
     memo: Runtime,
-    instances_by_server: kopf.Index[tuple[str, str], InstanceSpec],
     stopped: kopf.DaemonStopped,
     **_: Any,
 ) -> None:
@@ -64,7 +63,7 @@ async def run_server(
             notify_cooldown=datetime.timedelta(seconds=memo.config.notify_cooldown),
         )
         memo.probers[(namespace, name)] = prober
-        prober.load(instances_by_server.get((namespace, name), []))
+        prober.load(memo.instances_of(namespace, name))
         task = asyncio.create_task(prober.run(), name=f"prober-{namespace}-{name}")
         try:
             while not stopped and not task.done() and ServerSpec.parse(spec) == server_spec:
