@@ -16,6 +16,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_exponential, wait_random
 
 from whatsapp_operator.breaker import CircuitBreaker, CircuitOpenError
+from whatsapp_operator.evolution.aiohttp_transport import AiohttpTransport
 from whatsapp_operator.evolution.errors import (
     BadRequest,
     CircuitOpen,
@@ -89,6 +90,8 @@ class EvolutionClient:
     connecting is capped at `CONNECT_TIMEOUT` so that an unreachable server fails fast into a retry.
     `max_connections` should match the concurrency of calls to this server (the probe concurrency),
     so that no call waits for a pooled connection; every one of them is kept alive between calls.
+    The connections are aiohttp's (`AiohttpTransport`: httpx's own pool costs more per request the
+    more connections it holds); `transport` replaces them, as tests do with `httpx.MockTransport`.
 
     Each call is attempted up to `attempts` times when the server is unavailable (refused, timed
     out, 5xx, garbage), waiting `backoff_base` x 1, 2, 4... seconds plus up to `backoff_base` of
@@ -124,12 +127,7 @@ class EvolutionClient:
             base_url=self.base_url,
             headers={"apikey": api_key},
             timeout=self._timeouts(0.0),
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=KEEPALIVE_EXPIRY,
-            ),
-            transport=transport,
+            transport=transport or AiohttpTransport(max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY),
         )
 
     def __repr__(self) -> str:
