@@ -53,7 +53,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.probe_round", description=__doc__)
     p.add_argument("--instances", type=int, default=10_000)
     p.add_argument("--latency-ms", type=float, default=50.0, help="simulator latency fault on every request")
-    p.add_argument("--concurrency", type=int, default=30, help="the EvolutionServer's spec.probe.concurrency")
+    p.add_argument(
+        "--concurrency", type=int, default=50, help="the EvolutionServer's spec.probe.concurrency (the CRD's default)"
+    )
     p.add_argument("--interval", type=int, default=30, help="the EvolutionServer's spec.probe.intervalSeconds")
     p.add_argument("--rounds", type=int, default=2, help="capacity rounds after one warm-up round")
     p.add_argument("--baseline-cap", type=int, default=200, help="instances the sequential baseline really probes")
