@@ -111,8 +111,7 @@ async def settle(runtime: Runtime) -> None:
     mirror = runtime.mirror
     assert mirror is not None
     async with asyncio.timeout(600):
-        await mirror.drain()
-        while mirror.pending():
+        while mirror.pending():  # a write recorded while draining needs another wait
             await mirror.drain()
 
 
