@@ -42,7 +42,7 @@ async def backends(**server_spec: Any) -> AsyncIterator[tuple[EmulatedCluster, S
 
 
 def operator_runtime(kube: EmulatedCluster, database_url: str | None = None) -> Runtime:
-    return Runtime(Config(kube_server=kube.url, liveness=None, database_url=database_url))
+    return Runtime(Config(kube_server=kube.url, liveness=None, database_url=database_url, webhook_listen="127.0.0.1:0"))
 
 
 @contextlib.asynccontextmanager

@@ -9,6 +9,8 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlparse
 
+from whatsapp_operator.http_server import parse_listen
+
 ENV_PREFIX = "WHATSAPP_OPERATOR_"
 
 
@@ -24,6 +26,7 @@ class Config:
     peering: str | None = None  # unset: standalone (no active/standby pair)
     priority: int = 0
     liveness: str | None = "http://0.0.0.0:8080/healthz"
+    webhook_listen: str | None = "0.0.0.0:8081"  # the webhook receiver (needs database_url)
     log_format: str = "json"
     verbose: bool = False
     notify_cooldown: float = 1800.0
@@ -37,6 +40,7 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "peering": ("--peering", "kopf peering name for an active/standby pair; default: standalone"),
     "priority": ("--priority", "peering priority of this replica"),
     "liveness": ("--liveness", "liveness endpoint URL to serve, or 'off'"),
+    "webhook_listen": ("--webhook-listen", "host:port of the webhook receiver (needs a database), or 'off'"),
     "log_format": ("--log-format", "json or plain"),
     "verbose": ("--verbose", "debug logging"),
     "notify_cooldown": ("--notify-cooldown", "seconds between two disconnect notifications of one driver"),
@@ -109,6 +113,13 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
             values[field] = value
         elif field == "liveness":
             values[field] = None if value == "off" else _url(str(value), where, ("http",))
+        elif field == "webhook_listen":
+            if value != "off":
+                try:
+                    parse_listen(str(value))
+                except ValueError as exc:
+                    raise ConfigError(f"{where}: {exc}") from None
+            values[field] = None if value == "off" else str(value)
         elif field == "kube_server":
             values[field] = _url(str(value), where, ("http", "https"))
         elif field == "database_url":

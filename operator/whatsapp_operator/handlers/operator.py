@@ -37,8 +37,7 @@ async def login(memo: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.cleanup(registry=registry)
-async def flush_mirror(memo: Runtime, **_: Any) -> None:
-    """Land the mirror's queued writes and close its pool while kopf still lets us: once its own
-    tasks are done, kopf cancels every task it did not start with, the mirror's and its pool's too."""
-    if memo.mirror is not None:
-        await memo.mirror.stop()
+async def shutdown(memo: Runtime, **_: Any) -> None:
+    """Stop the webhook receiver and land the mirror's queued writes while kopf still lets us: once
+    its own tasks are done, kopf cancels every task it did not start with, ours and our pools' too."""
+    await memo.shutdown()

@@ -1,0 +1,47 @@
+"""Who may post webhooks: Evolution with the EvolutionServer's shared secret, as a bearer token
+(HS256 JWT, what Evolution signs with a webhook's `jwt_key` header: the secret never travels) or
+as the plain `X-Webhook-Secret` header (a webhook configured by hand). Pure: no I/O."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Mapping
+
+import jwt
+
+HEADER = "X-Webhook-Secret"
+LEEWAY_SECONDS = 60  # clock skew between Evolution's host and ours
+
+
+class Unauthorized(Exception):
+    """Answered 401 (Evolution does not retry it). The message never quotes what was presented."""
+
+
+def authenticate(headers: Mapping[str, str], secrets: Iterable[str]) -> None:
+    """Passes if the request proves one of `secrets` (one per EvolutionServer); raises Unauthorized."""
+    known = [s for s in secrets if s]
+    if not known:
+        raise Unauthorized("no EvolutionServer has a webhook secret: webhooks cannot be authenticated")
+    authorization = headers.get("Authorization", "")
+    if authorization.startswith("Bearer "):
+        token = authorization.removeprefix("Bearer ").strip()
+        for secret in known:
+            if _valid_token(token, secret):
+                return
+        raise Unauthorized("the bearer token is not signed with a known secret, or has expired")
+    presented = headers.get(HEADER)
+    if presented is not None:
+        if any(hmac.compare_digest(presented.encode(), secret.encode()) for secret in known):
+            return
+        raise Unauthorized(f"the {HEADER} header does not match a known secret")
+    raise Unauthorized(f"no credentials: expected 'Authorization: Bearer <JWT>' or {HEADER}")
+
+
+def _valid_token(token: str, secret: str) -> bool:
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["exp", "iat"]}, leeway=LEEWAY_SECONDS
+        )
+    except jwt.InvalidTokenError:
+        return False
+    return claims.get("app") == "evolution" and claims.get("action") == "webhook"

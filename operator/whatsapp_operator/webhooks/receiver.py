@@ -1,0 +1,76 @@
+"""`POST /webhooks/evolution[/<event>]`: Evolution's webhooks, stored before they are acknowledged.
+
+Answers, and why (Evolution retries timeouts, 5xx and most 4xx, but not 400, 401, 403, 404, 422):
+401 without valid credentials, 400 for a body that is not a webhook, 413 past the size limit,
+503 while Postgres cannot store it (Evolution retries for about 20 minutes), and 200 once the
+webhook is in the inbox, or when it is one the operator does not act on (it is not stored).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from aiohttp import web
+
+from whatsapp_operator.clock import LoopClock
+from whatsapp_operator.webhooks.auth import Unauthorized, authenticate
+from whatsapp_operator.webhooks.envelope import InvalidWebhook, parse
+from whatsapp_operator.webhooks.inbox import Inbox, InboxUnavailable
+
+log = logging.getLogger(__name__)
+PATH = "/webhooks/evolution"
+MAX_BODY_BYTES = 1024 * 1024  # connection events are < 1 KiB; a media message with base64 can be MBs
+RETRY_AFTER_SECONDS = 5
+WARN_EVERY_SECONDS = 60.0  # a flood of bad requests costs one log line a minute per kind
+
+
+class WebhookReceiver:
+    def __init__(self, inbox: Inbox, secrets: Callable[[], Iterable[str]], accepted: Callable[[], None]) -> None:
+        """`secrets`: the webhook secrets of the EvolutionServers now running; `accepted` is called
+        after each new webhook is stored (it wakes the queue's worker)."""
+        self.inbox = inbox
+        self.secrets = secrets
+        self.accepted = accepted
+        self._clock: LoopClock | None = None
+        self._warned: dict[int, float] = {}
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_post(PATH, self.receive)
+        app.router.add_post(PATH + "/{suffix}", self.receive)
+        return app
+
+    async def receive(self, request: web.Request) -> web.Response:
+        try:
+            authenticate(request.headers, self.secrets())
+        except Unauthorized as exc:
+            return self._reject(401, str(exc))
+        try:
+            envelope = parse(await request.read(), request.match_info.get("suffix"))
+        except web.HTTPRequestEntityTooLarge:
+            return self._reject(413, f"the body exceeds {MAX_BODY_BYTES} bytes")
+        except InvalidWebhook as exc:
+            return self._reject(400, str(exc))
+        if not envelope.relevant:
+            return web.json_response({"ignored": f"the operator does not act on {envelope.event}"})
+        self._clock = self._clock or LoopClock()
+        try:
+            new = await self.inbox.accept(envelope, self._clock.now())
+        except InboxUnavailable:
+            return web.json_response(
+                {"error": "the webhook cannot be stored now; retry"},
+                status=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        if new:
+            self.accepted()
+        return web.json_response({"accepted": True, "duplicate": not new})
+
+    def _reject(self, status: int, message: str) -> web.Response:
+        now = time.monotonic()
+        if now - self._warned.get(status, -WARN_EVERY_SECONDS) >= WARN_EVERY_SECONDS:
+            self._warned[status] = now
+            log.warning("refused a webhook (%d): %s", status, message)
+        return web.json_response({"error": message}, status=status)
