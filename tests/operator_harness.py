@@ -13,25 +13,27 @@ from whatsapp_operator.config import Config
 from whatsapp_operator.demo import instance_manifest as instance_manifest
 from whatsapp_operator.demo import phase_changes as phase_changes
 from whatsapp_operator.demo import phases_seen as phases_seen
-from whatsapp_operator.demo import secret_manifest, server_manifest
+from whatsapp_operator.demo import secret_manifest, server_manifest, webhook_spec
 from whatsapp_operator.demo import statuses_seen as statuses_seen
 from whatsapp_operator.emulator import EmulatedCluster
+from whatsapp_operator.http_server import free_port
 from whatsapp_operator.runner import running
 from whatsapp_operator.runtime import Runtime
 from whatsapp_operator.simulator import Simulator
 
 API_KEY = "simulator-api-key"
+WEBHOOK_SECRET = "shared-webhook-secret-of-32-bytes-or-more"
 
 
 @contextlib.asynccontextmanager
 async def backends(**server_spec: Any) -> AsyncIterator[tuple[EmulatedCluster, Simulator]]:
-    """The API server (with the EvolutionServer "default" and its Secret) and Evolution, for operators
-    to run against; the emulator's complaints fail the test at the end."""
+    """The API server (with the EvolutionServer "default" and its Secret, which holds WEBHOOK_SECRET
+    too) and Evolution, for operators to run against; the emulator's complaints fail the test at the end."""
     async with EmulatedCluster() as kube:
         sim = Simulator(api_key=API_KEY, seed=1)
         await sim.start()
         try:
-            await kube.create(secret_manifest(API_KEY))
+            await kube.create(secret_manifest(API_KEY, webhook_secret=WEBHOOK_SECRET))
             assert sim.base_url is not None
             await kube.create(server_manifest(sim.base_url, **server_spec))
             yield kube, sim
@@ -41,19 +43,28 @@ async def backends(**server_spec: Any) -> AsyncIterator[tuple[EmulatedCluster, S
     assert not violations, "a real API server would have dropped or refused:\n" + "\n".join(violations)
 
 
-def operator_runtime(kube: EmulatedCluster, database_url: str | None = None) -> Runtime:
-    return Runtime(Config(kube_server=kube.url, liveness=None, database_url=database_url, webhook_listen="127.0.0.1:0"))
+def operator_runtime(
+    kube: EmulatedCluster, database_url: str | None = None, webhook_listen: str = "127.0.0.1:0"
+) -> Runtime:
+    return Runtime(
+        Config(kube_server=kube.url, liveness=None, database_url=database_url, webhook_listen=webhook_listen)
+    )
 
 
 @contextlib.asynccontextmanager
 async def environment(
-    *, database_url: str | None = None, **server_spec: Any
+    *, database_url: str | None = None, webhooks: bool = False, **server_spec: Any
 ) -> AsyncIterator[tuple[EmulatedCluster, Simulator, Runtime]]:
     """The whole job started from the test body, so that every clock is looptime's from the start
     (fixtures run before looptime takes over the loop's clock, and timers armed there misfire).
-    `database_url` turns the Postgres mirror on."""
+    `database_url` turns the Postgres mirror on; `webhooks` (with it) the EvolutionServer's webhook,
+    which names the operator's receiver, so that Evolution's events reach the operator."""
+    listen = "127.0.0.1:0"
+    if webhooks:
+        listen = f"127.0.0.1:{free_port()}"
+        server_spec["webhook"] = webhook_spec(f"http://{listen}/webhooks/evolution")
     async with backends(**server_spec) as (kube, sim):
-        runtime = operator_runtime(kube, database_url)
+        runtime = operator_runtime(kube, database_url, listen)
         async with running(runtime):
             yield kube, sim, runtime
 

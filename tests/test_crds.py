@@ -226,6 +226,7 @@ def test_phone_numbers_refused(phone: str) -> None:
         (server(probe={"attempts": 11}), "spec.probe.attempts"),
         (server(remediation={"maxForcedLogoutsPerHour": -1}), "spec.remediation.maxForcedLogoutsPerHour"),
         (server(url="ftp://evo"), "spec.url"),
+        (server(webhook={"url": "http://op:8081/webhooks/evolution"}), "spec.webhook.authSecretRef"),
         ({**server(), "status": {"breaker": "Ajar"}}, "status.breaker"),
     ],
 )

@@ -13,7 +13,12 @@ import pytest
 
 from whatsapp_operator import migrate
 
-ALL_MIGRATIONS = ["0001_operator_schema", "0002_usuarios_minimal", "0003_usuarios_pairing_code"]
+ALL_MIGRATIONS = [
+    "0001_operator_schema",
+    "0002_usuarios_minimal",
+    "0003_usuarios_pairing_code",
+    "0004_webhook_inbox",
+]
 PAIRING_COLUMNS = {
     "pairing_code": ("character varying", None),
     "pairing_code_generated_at": ("timestamp with time zone", None),
@@ -83,6 +88,7 @@ def test_migrating_twice_applies_everything_once_and_changes_nothing_the_second_
     index_names = {name for _, name, _ in first["indexes"]}
     assert "idx_usuarios_pairing_code_expires_at" in index_names
     assert "transitions_driver_id_occurred_at_idx" in index_names
+    assert {"webhook_inbox_due_idx", "webhook_inbox_done_idx", "webhook_inbox_dedup_key_key"} <= index_names
     comments = {row[2]: row[7] for row in first["columns"] if row[1] == "usuarios"}
     assert comments["pairing_code"] == "Código de pareamento de 8 dígitos (válido por ~60s)"
     assert comments["pairing_code_attempts"] == "Número de tentativas de uso do código"

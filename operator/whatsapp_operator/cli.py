@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulator": ("whatsapp_operator.simulator.cli", "run the Evolution API simulator"),
     "migrate": ("whatsapp_operator.migrate", "apply the database migrations"),
     "history": ("whatsapp_operator.history", "print a driver's phase transitions and uptime"),
+    "webhooks": ("whatsapp_operator.webhooks.cli", "look at the webhook inbox and replay dead webhooks"),
     "demo": ("whatsapp_operator.demo", "run the whole job on this machine against a scenario"),
 }
 
