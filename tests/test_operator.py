@@ -293,3 +293,24 @@ async def test_a_restarted_operator_takes_up_existing_instances_and_server_ref_c
             )
             assert obj is not None
             assert obj["status"]["phase"] == "Connected"
+
+
+async def test_news_during_a_probe_is_followed_by_one_more_probe_never_a_second_at_once() -> None:
+    """Webhooks come while a probe is out (they often follow what the probe itself did). A second
+    probe of the same instance at once could log a driver out twice; none at all would miss the news."""
+    async with environment(probe={"intervalSeconds": 600}) as (kube, simulator, runtime):
+        simulator.add_instance("driver-1", start="open")
+        await kube.create(instance_manifest("driver-1"))
+        await wait_phase(kube, "driver-1", "Connected", within=30)
+        prober = runtime.probers[("default", "default")]
+        path = "/instance/connectionState/driver-1"
+        before = len(requests_to(simulator, "GET", path))
+        simulator.add_fault("latency", 10, ms=1000, path="/instance/connectionState")
+        prober.probe_soon(("default", "driver-1"))
+        await asyncio.sleep(0.5)  # the probe is out, waiting for its answer
+        for _ in range(3):
+            prober.probe_soon(("default", "driver-1"))
+        await asyncio.sleep(5)
+        probes = requests_to(simulator, "GET", path)[before:]
+        assert len(probes) == 2, "one probe, then exactly one more for the news that came during it"
+        assert probes[1].at - probes[0].at >= 1.0, "the second started after the first had its answer"
