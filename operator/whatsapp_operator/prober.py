@@ -348,8 +348,15 @@ class ServerProber:
         """Once per instance and prober (a start, a changed server spec): an instance created before,
         or by someone else, gets our webhook too. Without a webhook URL there is nothing to check."""
         wanted = self._webhook()
-        if wanted is not None and await self.client.find_webhook(t.spec.instance_name) != wanted:
-            await self.client.set_webhook(t.spec.instance_name, wanted)
+        try:
+            if wanted is not None and await self.client.find_webhook(t.spec.instance_name) != wanted:
+                await self.client.set_webhook(t.spec.instance_name, wanted)
+        except (evo_errors.EvolutionUnavailable, evo_errors.InstanceNotFound):
+            raise  # the probe fails, or finds the instance gone, as it would have without this check
+        except evo_errors.EvolutionError as exc:
+            # Probing goes on without webhooks (the interval still bounds detection); not retried
+            # until the prober restarts, so a refusal costs one warning, not one per probe.
+            logger.warning("setting the webhook of %s: %s", t.spec.instance_name, exc)
         t.webhook_checked = True
 
     async def _start_pairing(self, t: Tracked) -> QRCode | EvoState:
