@@ -26,7 +26,8 @@ class HttpServer:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         self.port = self._runner.addresses[0][1]
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address in a URL
+        return f"http://{host}:{self.port}"
 
     async def stop(self) -> None:
         """Requests in flight finish (up to 5 s); new connections are refused."""

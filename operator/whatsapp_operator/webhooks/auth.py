@@ -31,13 +31,17 @@ def authenticate(headers: Mapping[str, str], secrets: Iterable[str]) -> None:
         raise Unauthorized("the bearer token is not signed with a known secret, or has expired")
     presented = headers.get(HEADER)
     if presented is not None:
-        if any(hmac.compare_digest(presented.encode(), secret.encode()) for secret in known):
+        # Header bytes that are not UTF-8 arrive as lone surrogates (aiohttp decodes with surrogateescape).
+        presented_bytes = presented.encode("utf-8", "surrogateescape")
+        if any(hmac.compare_digest(presented_bytes, secret.encode()) for secret in known):
             return
         raise Unauthorized(f"the {HEADER} header does not match a known secret")
     raise Unauthorized(f"no credentials: expected 'Authorization: Bearer <JWT>' or {HEADER}")
 
 
 def _valid_token(token: str, secret: str) -> bool:
+    if not token.isascii():  # a JWT is base64url and dots; PyJWT would fail to encode lone surrogates
+        return False
     try:
         claims = jwt.decode(
             token, secret, algorithms=["HS256"], options={"require": ["exp", "iat"]}, leeway=LEEWAY_SECONDS

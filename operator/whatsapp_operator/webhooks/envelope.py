@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from typing import Any
 
@@ -83,6 +84,8 @@ def parse(body: bytes, suffix: str | None = None) -> Envelope:
         raw = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidWebhook(f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidWebhook("the body is not JSON the operator can read: it is nested too deeply") from None
     if not isinstance(raw, dict):
         raise InvalidWebhook("the body must be a JSON object")
     event, instance = raw.get("event"), raw.get("instance")
@@ -96,10 +99,37 @@ def parse(body: bytes, suffix: str | None = None) -> Envelope:
     if event == "connection.update" and not (isinstance(data, dict) and data.get("state") in STATES):
         raise InvalidWebhook(f"connection.update needs data.state, one of {sorted(STATES)}")
     date_time, server_url = raw.get("date_time"), raw.get("server_url")
-    return Envelope(
+    envelope = Envelope(
         event=event,
         instance=instance,
         data=data,
         date_time=date_time if isinstance(date_time, str) else None,
         server_url=server_url if isinstance(server_url, str) else None,
     )
+    if envelope.relevant and not _storable(envelope.stored()):
+        # Postgres would refuse it on every retry (and the receiver would answer 503, which Evolution retries).
+        raise InvalidWebhook("the webhook holds a NUL character, a lone surrogate, NaN or an infinite number")
+    return envelope
+
+
+def _storable(value: Any) -> bool:
+    """Whether Postgres' jsonb and text can hold `value`: no NUL, no lone surrogate, only finite numbers."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return False
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True

@@ -112,7 +112,10 @@ class WebhookWorker:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    await self._failed(job, exc, clock)
+                    # Postgres gone: the job's lease brings it back. Raising here would abandon the
+                    # batch's other jobs mid-processing (still running, their results lost).
+                    with contextlib.suppress(InboxUnavailable):
+                        await self._failed(job, exc, clock)
 
         await asyncio.gather(*(one(job) for job in jobs))
         if done:
