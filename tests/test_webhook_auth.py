@@ -41,6 +41,11 @@ def test_the_token_evolution_signs_with_jwt_key_is_accepted() -> None:
     authenticate(bearer(_webhook_jwt(SECRET)), [SECRET])
 
 
+def test_the_bearer_scheme_is_case_insensitive() -> None:
+    authenticate({"Authorization": f"bearer {token()}"}, [SECRET])
+    authenticate({"Authorization": f"BEARER {token()}"}, [SECRET])
+
+
 def test_a_token_signed_with_any_running_servers_secret_is_accepted() -> None:
     authenticate(bearer(token(OTHER_SECRET)), [SECRET, OTHER_SECRET])
 

@@ -22,9 +22,9 @@ def authenticate(headers: Mapping[str, str], secrets: Iterable[str]) -> None:
     known = [s for s in secrets if s]
     if not known:
         raise Unauthorized("no EvolutionServer has a webhook secret: webhooks cannot be authenticated")
-    authorization = headers.get("Authorization", "")
-    if authorization.startswith("Bearer "):
-        token = authorization.removeprefix("Bearer ").strip()
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":  # auth schemes are case-insensitive (RFC 9110)
+        token = token.strip()
         for secret in known:
             if _valid_token(token, secret):
                 return
