@@ -34,8 +34,9 @@ PAIRING_CODE = re.compile(rf"(?<![{PAIRING_ALPHABET}])[{PAIRING_ALPHABET}]{{8}}(
 
 # The built-in scenario with its events squeezed for the test (the built-in takes 90 s): the same
 # instances, actions and fault, in the same order. test_the_short_copy_follows_the_builtin_scenario
-# keeps the two in step. Probes come every 5 s from creation: pairs at 6 s fall between two, so the
-# first look after one finds its 3 s reconnect over.
+# keeps the two in step. Probes come every 5 s from creation, and at once after each webhook: the
+# drop's webhook at 6 s brings a probe into driver-ana's 3 s reconnect, the reconnect's webhook
+# another one after it.
 SHORT_BUILTIN = """
 instances:
   - {name: driver-ana, start: open, number: "5511987654321", events: [{at: 6, action: drop, reason: 428}]}
@@ -79,7 +80,8 @@ def db_status_of(phases: dict[str, int]) -> dict[str, int]:
 
 
 def assert_consistent(summary: dict[str, Any]) -> None:
-    """What holds for any run: Postgres agrees with the API server, parts not built are empty."""
+    """What holds for any run: Postgres agrees with the API server, every webhook the receiver
+    stored was processed, parts not built are empty."""
     assert summary["errors"] == []
     assert summary["db_status"] == db_status_of(summary["phases"])
     history = summary["phase_history"]
@@ -87,7 +89,10 @@ def assert_consistent(summary: dict[str, Any]) -> None:
     assert summary["transitions"] == sum(len(phases) for phases in history.values()), "one history row per change"
     assert summary["status_patches"] >= summary["transitions"]
     assert summary["notifications"] == [], "notification delivery is not built: nothing can have been delivered"
-    assert summary["webhooks"] == {}, "there is no webhook receiver yet"
+    webhooks = summary["webhooks"]
+    assert set(webhooks) == {"received", "processed", "dead"}
+    assert webhooks["processed"] == webhooks["received"], "every stored webhook was processed before the end"
+    assert webhooks["dead"] == 0
 
 
 def test_a_small_scenario_with_any_instance_names(tmp_path: Path) -> None:
@@ -102,6 +107,7 @@ def test_a_small_scenario_with_any_instance_names(tmp_path: Path) -> None:
     }
     assert summary["forced_logouts"] == {"stuck-one": 1}
     assert summary["notify_decisions"] == [{"instance": "Motorista José #7", "phase": "LoggedOut"}]
+    assert summary["webhooks"]["received"] > 0, "the simulator's webhooks reached the operator's receiver"
 
 
 def test_the_builtin_scenario_shows_each_behaviour_and_nothing_else(tmp_path: Path) -> None:
@@ -113,6 +119,9 @@ def test_the_builtin_scenario_shows_each_behaviour_and_nothing_else(tmp_path: Pa
         assert "Unknown" in phases, f"{name} went Unknown during the outage"
         assert "Disconnected" not in phases, f"{name}: neither a transient drop nor an outage is a disconnection"
     assert set(history["driver-ana"]) <= {"Connected", "Connecting", "Unknown"}, "the transient drop"
+    assert history["driver-ana"][:3] == ["Connected", "Connecting", "Connected"], (
+        "the drop's webhook pulled a probe forward into the 3 s reconnect, the reconnect's webhook another"
+    )
     assert history["driver-bruno"][:2] == ["Pairing", "Connected"], "paired"
     assert history["driver-carla"][:2] == ["Connecting", "Pairing"], "logged out and given a fresh code"
     assert history["driver-davi"][:2] == ["Connected", "LoggedOut"], "the terminal disconnect"
@@ -120,6 +129,9 @@ def test_the_builtin_scenario_shows_each_behaviour_and_nothing_else(tmp_path: Pa
     assert summary["notify_decisions"] == [{"instance": "driver-davi", "phase": "LoggedOut"}], (
         "one decision, for the terminal disconnect only: not for the drop, the outage or the never-connected"
     )
+    # Each scripted change sends webhooks (carla's forced logout and new code, the drop and its
+    # reconnect, the pairing, the disconnect): all authenticated, stored and processed.
+    assert summary["webhooks"]["received"] >= 5, summary["webhooks"]
 
 
 def test_the_short_copy_follows_the_builtin_scenario() -> None:

@@ -2,13 +2,15 @@
 
 One run, in order: load the scenario (docs/simulator.md's format); start an embedded Postgres and
 migrate it; add a `usuarios` row per scenario instance; start the strict Kubernetes API emulator,
-the Evolution simulator and the real operator (`runner.running`); create the EvolutionServer and
-one WhatsAppInstance per scenario instance; play the scenario for `--duration` seconds with a live
-table; stop the operator (the mirror lands its writes); read the outcome back from the API server
-and Postgres (`summarize`); print it. Everything started is stopped and removed, on Ctrl-C too.
+the Evolution simulator and the real operator (`runner.running`) with its webhook receiver on a
+free loopback port; create the EvolutionServer (naming that receiver and a random webhook secret)
+and one WhatsAppInstance per scenario instance; play the scenario for `--duration` seconds with a
+live table; stop the operator (the mirror lands its writes); read the outcome back from the API
+server and Postgres (`summarize`: phases, transitions, `usuarios`, the webhook inbox); print it.
+Everything started is stopped and removed, on Ctrl-C too.
 
-Parts of the job that do not exist yet (webhook receiver, notification delivery) report empty
-values, never made-up ones; they add their figures to `summarize` when they land (docs/demo.md).
+Parts of the job that do not exist yet (notification delivery, metrics) report empty values, never
+made-up ones; they add their figures to `summarize` when they land (docs/demo.md).
 
 The emulator, the embedded Postgres and rich come from the `demo` extra, which the operator's own
 image does not install: they are imported where used, so that the CLI works without them.
@@ -36,12 +38,15 @@ import psycopg
 
 from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.config import Config
+from whatsapp_operator.http_server import free_port
 from whatsapp_operator.migrate import SCHEMA, DatabaseConfigError, apply_migrations
 from whatsapp_operator.phone import InvalidPhoneNumber, normalize_phone
 from whatsapp_operator.resources import instance_name_for
 from whatsapp_operator.runner import OperatorStopped, running
 from whatsapp_operator.runtime import Runtime
 from whatsapp_operator.simulator import Scenario, ScenarioError, Simulator
+from whatsapp_operator.webhooks.inbox import TABLE as WEBHOOK_INBOX
+from whatsapp_operator.webhooks.receiver import PATH as WEBHOOK_PATH
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -58,6 +63,7 @@ MIN_SECONDS = 5  # the CRD's minimum for probe.intervalSeconds and remediation.s
 TICK_SECONDS = 0.5
 LIVE_ROWS = 20  # a live table taller than a terminal is unreadable; the summary lists every instance
 DB_STATUSES = ("connected", "connecting", "disconnected")
+LOOPBACK = "127.0.0.1"  # the webhook receiver listens here only: the simulator is the one sender
 
 
 class Interrupted(Exception):
@@ -181,13 +187,15 @@ class Plan:
             stuck_after,
         )
 
-    def server_spec(self) -> dict[str, Any]:
+    def server_spec(self, webhook_url: str) -> dict[str, Any]:
         """The EvolutionServer's clocks, shortened alike: the breaker's open time follows the probe
-        interval, or an outage would keep every instance Unknown for its 60 s default."""
+        interval, or an outage would keep every instance Unknown for its 60 s default. Its webhook is
+        the operator's receiver (`webhook_url`), which the prober sets on every Evolution instance."""
         return {
             "probe": {"intervalSeconds": self.probe_interval},
             "circuitBreaker": {"openSeconds": self.probe_interval},
             "remediation": {"stuckAfterSeconds": self.stuck_after},
+            "webhook": webhook_spec(webhook_url),
         }
 
 
@@ -237,13 +245,16 @@ async def play(plan: Plan, database_url: str, on_tick: Tick | None = None) -> Su
     """Run the operator against the scenario for the plan's duration and return what happened."""
     from whatsapp_operator.emulator import EmulatedCluster, KubeApiError
 
-    api_key = secrets.token_urlsafe(24)
+    api_key, webhook_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    # The receiver's URL goes into the EvolutionServer before the operator (and its receiver) starts.
+    listen = f"{LOOPBACK}:{free_port(LOOPBACK)}"
     errors: list[str] = []
     async with EmulatedCluster() as cluster, Simulator(api_key) as sim:
         assert sim.base_url is not None
-        await cluster.create(secret_manifest(api_key))
-        await cluster.create(server_manifest(sim.base_url, **plan.server_spec()))
-        runtime = Runtime(Config(kube_server=cluster.url, database_url=database_url, liveness=None))
+        await cluster.create(secret_manifest(api_key, webhook_secret=webhook_secret))
+        await cluster.create(server_manifest(sim.base_url, **plan.server_spec(f"http://{listen}{WEBHOOK_PATH}")))
+        config = Config(kube_server=cluster.url, database_url=database_url, liveness=None, webhook_listen=listen)
+        runtime = Runtime(config)
         operator = running(runtime)
         async with operator:
             loop = asyncio.get_running_loop()
@@ -316,6 +327,7 @@ class Summary:
     faults: str
     transitions: int
     status_patches: int
+    webhooks: dict[str, int]  # rows of the webhook inbox: received, processed, dead
     errors: list[str]
 
     def as_json(self) -> dict[str, Any]:
@@ -337,7 +349,7 @@ class Summary:
             "phase_history": {o.driver.name: o.phases for o in created},
             "transitions": self.transitions,
             "status_patches": self.status_patches,
-            "webhooks": {},  # no receiver yet: the EvolutionServer names no webhook URL, nothing is sent
+            "webhooks": dict(self.webhooks),
             "db_status": db_status,
             "errors": self.errors,
         }
@@ -352,6 +364,12 @@ async def summarize(cluster: EmulatedCluster, plan: Plan, database_url: str, err
         db_status = dict(await cur.fetchall())
         cur = await conn.execute(f"SELECT count(*) FROM {SCHEMA}.transitions WHERE driver_id = ANY(%s)", [ids])
         (transitions,) = await cur.fetchone() or (0,)
+        # The demo's database serves this run only: every row of the inbox came from its simulator.
+        cur = await conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status = 'dead')"
+            f" FROM {WEBHOOK_INBOX}"
+        )
+        received, processed, dead = await cur.fetchone() or (0, 0, 0)
     outcomes = []
     for driver in plan.drivers:
         obj = emulator.read("whatsappinstances", driver.resource)
@@ -382,6 +400,7 @@ async def summarize(cluster: EmulatedCluster, plan: Plan, database_url: str, err
         faults=plan.faults,
         transitions=int(transitions),
         status_patches=emulator.writes(subresource="status", verb="patch"),
+        webhooks={"received": int(received), "processed": int(processed), "dead": int(dead)},
         errors=errors,
     )
 
@@ -471,7 +490,7 @@ def print_summary(console: Console, summary: Summary) -> None:
     console.print(f"status PATCHes the API server received: {data['status_patches']}")
     console.print("usuarios.whatsapp_status: " + ", ".join(f"{k} {v}" for k, v in data["db_status"].items()))
     console.print("notifications delivered: not built yet (the decisions are in the table)")
-    console.print("webhooks: no receiver yet")
+    console.print("webhooks from Evolution: " + ", ".join(f"{v} {k}" for k, v in data["webhooks"].items()))
     if summary.errors:
         console.print("[red]errors:[/]")
         for error in summary.errors:
