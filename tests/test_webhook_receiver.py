@@ -199,14 +199,16 @@ async def test_header_bytes_that_are_not_utf8_get_a_401_not_a_500(running: Runni
     assert await rows(running.database) == []
 
 
-async def test_with_no_webhook_secret_configured_nothing_is_accepted(
+async def test_before_any_webhook_secret_is_known_webhooks_are_deferred_not_refused(
     pg_url: str, start_receiver: StartReceiver
 ) -> None:
+    """The operator starting (no server's Secret read yet): a 401 would lose the event for good."""
     running = await start_receiver(pg_url, secrets=())
 
     response = await running.post(envelope(), {**SIGNED, HEADER: SECRET})
 
-    assert response.status_code == 401
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
     assert await rows(pg_url) == []
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from whatsapp_operator.config import Config
@@ -32,6 +32,9 @@ class Runtime:
     # kopf holds every handler back until its indices are complete, and that wait grows with the
     # square of the object count (529 s before the first probe after a restart at 10,000 instances).
     instances: dict[Key, InstanceSpec] = dataclasses.field(default_factory=dict)
+    # The webhook secret of each EvolutionServer, from when its daemon first read it until the server
+    # goes: a prober restarting for a changed spec must not make the receiver refuse signed webhooks.
+    server_secrets: dict[Key, str] = dataclasses.field(default_factory=dict)
     # The same instances by their name on Evolution, which is all a webhook names.
     by_evolution_name: dict[str, set[Key]] = dataclasses.field(default_factory=dict)
 
@@ -76,9 +79,9 @@ class Runtime:
         if not keys:
             self.by_evolution_name.pop(spec.instance_name, None)
 
-    def webhook_secrets(self) -> Iterator[str]:
-        """What a webhook may be signed with: the secrets of the EvolutionServers being probed."""
-        return (p.webhook_secret for p in self.probers.values() if p.webhook_secret)
+    def webhook_secrets(self) -> Iterable[str]:
+        """What a webhook may be signed with: the secrets of the EvolutionServers this replica runs."""
+        return self.server_secrets.values()
 
     async def process_webhook(self, job: Job) -> str:
         """A webhook about an instance pulls its next probe forward; the probe reads the live state,

@@ -44,6 +44,15 @@ async def run_server(
 ) -> None:
     """Runs until the server is deleted. kopf keeps `spec` live: a changed spec restarts the prober
     (a new URL, key or breaker needs a new client); the instances' state survives in their status."""
+    try:
+        await _serve(namespace, name, spec, body, memo, stopped)
+    finally:
+        memo.server_secrets.pop((namespace, name), None)
+
+
+async def _serve(
+    namespace: str, name: str, spec: kopf.Spec, body: kopf.Body, memo: Runtime, stopped: kopf.DaemonStopped
+) -> None:
     while not stopped:
         server_spec = ServerSpec.parse(spec)
         try:
@@ -52,6 +61,10 @@ async def run_server(
             kopf.warn(body, reason="SecretUnavailable", message=str(exc))
             await stopped.wait(30)
             continue
+        if webhook_secret:
+            memo.server_secrets[(namespace, name)] = webhook_secret
+        else:
+            memo.server_secrets.pop((namespace, name), None)
         prober = ServerProber(
             namespace=namespace,
             name=name,

@@ -17,11 +17,17 @@ class Unauthorized(Exception):
     """Answered 401 (Evolution does not retry it). The message never quotes what was presented."""
 
 
+class NoSecretYet(Exception):
+    """No EvolutionServer's secret is known (the operator is starting, or its Secret is unreadable):
+    the request cannot be judged now, so it is answered 503 and Evolution retries it."""
+
+
 def authenticate(headers: Mapping[str, str], secrets: Iterable[str]) -> None:
-    """Passes if the request proves one of `secrets` (one per EvolutionServer); raises Unauthorized."""
+    """Passes if the request proves one of `secrets` (one per EvolutionServer); raises Unauthorized,
+    or NoSecretYet when there is nothing to check against."""
     known = [s for s in secrets if s]
     if not known:
-        raise Unauthorized("no EvolutionServer has a webhook secret: webhooks cannot be authenticated")
+        raise NoSecretYet("no EvolutionServer's webhook secret is known yet")
     scheme, _, token = headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":  # auth schemes are case-insensitive (RFC 9110)
         token = token.strip()

@@ -2,8 +2,9 @@
 
 Answers, and why (Evolution retries timeouts, 5xx and most 4xx, but not 400, 401, 403, 404, 422):
 401 without valid credentials, 400 for a body that is not a webhook, 413 past the size limit,
-503 while Postgres cannot store it (Evolution retries for about 20 minutes), and 200 once the
-webhook is in the inbox, or when it is one the operator does not act on (it is not stored).
+503 while Postgres cannot store it or no server's secret is known yet to check it against
+(Evolution retries for about 20 minutes), and 200 once the webhook is in the inbox, or when it is
+one the operator does not act on (it is not stored).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable
 from aiohttp import web
 
 from whatsapp_operator.clock import LoopClock
-from whatsapp_operator.webhooks.auth import Unauthorized, authenticate
+from whatsapp_operator.webhooks.auth import NoSecretYet, Unauthorized, authenticate
 from whatsapp_operator.webhooks.envelope import InvalidWebhook, parse
 from whatsapp_operator.webhooks.inbox import Inbox, InboxUnavailable
 
@@ -47,6 +48,8 @@ class WebhookReceiver:
             authenticate(request.headers, self.secrets())
         except Unauthorized as exc:
             return self._reject(401, str(exc))
+        except NoSecretYet as exc:
+            return self._unavailable(str(exc))
         try:
             envelope = parse(await request.read(), request.match_info.get("suffix"))
         except web.HTTPRequestEntityTooLarge:
@@ -59,14 +62,15 @@ class WebhookReceiver:
         try:
             new = await self.inbox.accept(envelope, self._clock.now())
         except InboxUnavailable:
-            return web.json_response(
-                {"error": "the webhook cannot be stored now; retry"},
-                status=503,
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
+            return self._unavailable("the webhook cannot be stored now")
         if new:
             self.accepted()
         return web.json_response({"accepted": True, "duplicate": not new})
+
+    def _unavailable(self, message: str) -> web.Response:
+        """Evolution retries a 503 (10 times over about 20 minutes): nothing is lost."""
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return web.json_response({"error": f"{message}; retry"}, status=503, headers=headers)
 
     def _reject(self, status: int, message: str) -> web.Response:
         now = time.monotonic()
