@@ -23,11 +23,12 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/whatsapp-operator demo
 
-# Every benchmark, one JSON object each (docs/performance.md); about 6 minutes on 2 cores.
+# Every benchmark, one JSON object each (docs/performance.md); about 7.5 minutes on 2 cores.
 bench: $(STAMP)
 	$(BIN)/python -m bench.probe_round --instances 10000 --restart-limit 120
 	$(BIN)/python -m bench.probe_round --instances 1000 --restart-limit 120
 	$(BIN)/python -m bench.detection
+	$(BIN)/python -m bench.webhooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -11,8 +11,8 @@ import collections
 import time
 from typing import Any
 
-from bench.harness import API_KEY, reply, serve
-from whatsapp_operator.demo import instance_manifest, secret_manifest, server_manifest
+from bench.harness import API_KEY, WEBHOOK_SECRET, reply, serve
+from whatsapp_operator.demo import instance_manifest, secret_manifest, server_manifest, webhook_spec
 from whatsapp_operator.emulator import EmulatedCluster
 
 PREFIX = "bench"  # the simulator names a group's instances bench-00001, bench-00002...
@@ -28,10 +28,15 @@ class Helper:
         self.cluster = cluster
         self.instance_ref = cluster.emulator.resolve("whatsappinstances").ref
 
-    async def server(self, *, sim_url: str, probe: dict[str, Any]) -> dict[str, Any]:
-        """The API key Secret and one EvolutionServer `default` with the given `spec.probe`."""
-        await self.cluster.create(secret_manifest(API_KEY))
-        await self.cluster.create(server_manifest(sim_url, probe=probe))
+    async def server(self, *, sim_url: str, probe: dict[str, Any], webhook_url: str | None = None) -> dict[str, Any]:
+        """The Secret and one EvolutionServer `default` with the given `spec.probe`; with `webhook_url`,
+        its `spec.webhook` names that receiver and the Secret holds the webhook secret too."""
+        if webhook_url is None:
+            await self.cluster.create(secret_manifest(API_KEY))
+            await self.cluster.create(server_manifest(sim_url, probe=probe))
+        else:
+            await self.cluster.create(secret_manifest(API_KEY, webhook_secret=WEBHOOK_SECRET))
+            await self.cluster.create(server_manifest(sim_url, probe=probe, webhook=webhook_spec(webhook_url)))
         return {}
 
     async def server_status(self) -> dict[str, Any]:

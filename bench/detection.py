@@ -1,12 +1,22 @@
-"""Detection latency by probing alone: from a state change on Evolution to the instance's `.status.phase`
-on the API server and to its `usuarios.whatsapp_status` row in Postgres, through the real operator.
+"""Detection latency: from a state change on Evolution to the instance's `.status.phase` on the API
+server and to its `usuarios.whatsapp_status` row in Postgres, through the real operator, by probing
+alone and by webhook.
 
 Each of `--instances` Connected instances is logged out on the simulator (terminal close 401, through its
-admin API) at a random moment within one probe interval; the change reaches the operator at its next
-probe, so latency is the wait for that probe (uniform over the interval) plus the work after it. The
-`.status` side is timed on a watch of the API server, the database side by polling every 20 ms; both
-clocks are this process's. The webhook half (a webhook pulls the next probe forward) waits for the
-webhook receiver, which does not exist yet.
+admin API) at a random moment within one probe interval. The run has two halves, each on fresh
+processes (Postgres, simulator, API server, operator) with the same instances and moments:
+
+- by probing alone: the EvolutionServer has no `spec.webhook`, so the change reaches the operator at
+  the instance's next probe; latency is the wait for that probe (uniform over the interval) plus the
+  work after it;
+- by webhook: the EvolutionServer's `spec.webhook` names the operator's receiver (`--webhook-listen` on
+  a loopback port) and its secret; the prober sets that webhook on every Evolution instance, so the
+  simulator posts the change (status.instance, connection.update, signed with jwt_key) the moment it
+  happens; the receiver stores it, the queue's worker processes it, which pulls the probe forward.
+
+The `.status` side is timed on a watch of the API server, the database side by polling every 20 ms;
+both clocks are this process's. In the webhook half the inbox rows also say when the operator stored
+and processed the first webhook of each change (its wall clock, on this machine).
 """
 
 from __future__ import annotations
@@ -14,10 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import json
 import random
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -29,6 +39,7 @@ from bench.harness import (
     BenchError,
     Child,
     limit,
+    loopback_listen,
     machine,
     main,
     operator_argv,
@@ -37,12 +48,10 @@ from bench.harness import (
     shown,
     start_cluster,
     start_simulator,
-    wait_converged,
-    wait_quiet,
 )
+from bench.postgres import INBOX, database, db_statuses, settle
 from whatsapp_operator import GROUP, VERSION
-from whatsapp_operator.embedded_db import EmbeddedPostgres
-from whatsapp_operator.migrate import apply_migrations
+from whatsapp_operator.webhooks.receiver import PATH
 
 DB_POLL_SECONDS = 0.02
 PHASE, DB_STATUS = "LoggedOut", "disconnected"  # a terminal close (401): the driver must pair again
@@ -53,29 +62,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", type=int, default=100, help="instances changed, one sample each")
     p.add_argument("--interval", type=int, default=30, help="the EvolutionServer's spec.probe.intervalSeconds")
     p.add_argument("--seed", type=int, default=1, help="seed of the moments of change")
+    p.add_argument(
+        "--only", choices=("probe", "webhook"), help="run one half only (default: probing alone, then by webhook)"
+    )
     return p
-
-
-@contextlib.asynccontextmanager
-async def database(names: list[str]) -> AsyncIterator[str]:
-    """An embedded Postgres, migrated, with one `usuarios` row per driver."""
-    server = EmbeddedPostgres()
-    await asyncio.to_thread(server.start)
-    try:
-        url = server.url()
-        await asyncio.to_thread(apply_migrations, url)
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            rows = [(name, f"Driver {name}", "+5511987654321") for name in names]
-            async with conn.cursor() as cursor:
-                await cursor.executemany("INSERT INTO usuarios (id, nome, telefone) VALUES (%s, %s, %s)", rows)
-        yield url
-    finally:
-        await asyncio.to_thread(server.close)
-
-
-async def db_statuses(conn: psycopg.AsyncConnection[Any]) -> dict[str, str | None]:
-    cursor = await conn.execute("SELECT id, whatsapp_status FROM usuarios")
-    return {row[0]: row[1] for row in await cursor.fetchall()}
 
 
 async def watch_db(url: str, seen: dict[str, float]) -> None:
@@ -106,50 +96,76 @@ async def watch_status(kube_url: str, seen: dict[str, float]) -> None:
 def latencies(changed: dict[str, float], seen: dict[str, float]) -> dict[str, float]:
     values = [seen[name] - at for name, at in changed.items()]
     return {
-        "p50": round(percentile(values, 50), 2),
-        "p99": round(percentile(values, 99), 2),
-        "min": round(min(values), 2),
-        "max": round(max(values), 2),
+        "p50": round(percentile(values, 50), 3),
+        "p99": round(percentile(values, 99), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
     }
 
 
-async def change_all(admin: httpx.AsyncClient, moments: dict[str, float]) -> dict[str, float]:
-    """Log each instance out at its moment; returns when each request was sent (before the change)."""
+async def change_all(admin: httpx.AsyncClient, moments: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """Log each instance out at its moment; returns when each request was sent (before the change), on
+    this process's monotonic clock and on the wall clock (to compare with the operator's rows)."""
     changed: dict[str, float] = {}
+    wall: dict[str, float] = {}
     origin = time.monotonic()
     for name, offset in sorted(moments.items(), key=lambda item: item[1]):
         await asyncio.sleep(max(0.0, origin + offset - time.monotonic()))
-        changed[name] = time.monotonic()
+        changed[name], wall[name] = time.monotonic(), time.time()
         response = await admin.post(f"/_sim/instances/{name}/disconnect", json={"reason": 401})
         response.raise_for_status()
-    return changed
+    return changed, wall
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    names = instance_names(args.instances)
+async def webhooks_of(admin: httpx.AsyncClient) -> set[str | None]:
+    """The webhook URL each simulated instance has (None: no webhook)."""
+    response = await admin.get("/_sim/instances")
+    response.raise_for_status()
+    return {instance["webhook_url"] for instance in response.json()}
+
+
+async def deliveries(admin: httpx.AsyncClient) -> dict[str, int]:
+    """The simulator's webhook deliveries by answer (status code, or the error)."""
+    response = await admin.get("/_sim/deliveries")
+    response.raise_for_status()
+    counts: dict[str, int] = {}
+    for delivery in response.json():
+        key = str(delivery["status"] or delivery["error"])
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+async def inbox_times(conn: psycopg.AsyncConnection[Any]) -> dict[str, tuple[float, float | None]]:
+    """Per instance, when the operator stored its first webhook and when it processed its first one."""
+    cursor = await conn.execute(f"SELECT instance, min(received_at), min(processed_at) FROM {INBOX} GROUP BY instance")
+    rows: dict[str, tuple[float, float | None]] = {}
+    for name, received, processed in await cursor.fetchall():
+        stamp: datetime.datetime | None = processed
+        rows[name] = (received.timestamp(), stamp.timestamp() if stamp else None)
+    return rows
+
+
+async def half(args: argparse.Namespace, moments: dict[str, float], by_webhook: bool) -> dict[str, Any]:
+    """One half on fresh processes: the changes at `moments`, timed to the status and to the row."""
+    names = sorted(moments)
     scenario = {"groups": [{"prefix": PREFIX, "count": args.instances, "start": "open"}]}
     probe = {"intervalSeconds": args.interval}
-    rng = random.Random(args.seed)
-    moments = {name: rng.uniform(0, args.interval) for name in names}
+    listen = loopback_listen()
+    receiver = f"http://{listen}{PATH}" if by_webhook else None
     async with contextlib.AsyncExitStack() as stack:
         db_url = await stack.enter_async_context(database(names))
         _, sim_url = await start_simulator(stack, scenario)
         cluster, kube_url = await start_cluster(stack)
         admin = await stack.enter_async_context(httpx.AsyncClient(base_url=sim_url, timeout=30))
         conn = await stack.enter_async_context(await psycopg.AsyncConnection.connect(db_url, autocommit=True))
-        await cluster.ask("server", sim_url=sim_url, probe=probe)
-        argv = operator_argv(kube_url, "--database-url", db_url)
+        await cluster.ask("server", sim_url=sim_url, probe=probe, webhook_url=receiver)
+        argv = operator_argv(kube_url, "--database-url", db_url, webhook_listen=listen)
         operator = await Child.spawn("operator", argv)
         stack.push_async_callback(operator.stop)
         await cluster.ask("instances", count=args.instances)
-
-        async def mirrored() -> bool:
-            return set((await db_statuses(conn)).values()) == {"connected"}
-
-        async with limit(300, "the operator's convergence (status and database)"):
-            await wait_converged(cluster, args.instances)
-            await poll(mirrored, 0.2)
-            await wait_quiet(cluster)
+        await settle(cluster, conn, args.instances)
+        if (configured := await webhooks_of(admin)) != {receiver}:
+            raise BenchError(f"the simulated instances' webhooks are {configured}, not {receiver}")
         on_status: dict[str, float] = {}
         on_db: dict[str, float] = {}
         watchers = [
@@ -157,7 +173,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             asyncio.create_task(watch_db(db_url, on_db)),
         ]
         try:
-            changed = await change_all(admin, moments)
+            changed, wall = await change_all(admin, moments)
 
             async def all_seen() -> bool:
                 return len(on_status) == len(on_db) == args.instances or any(w.done() for w in watchers)
@@ -171,21 +187,39 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for watcher in watchers:
                 watcher.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
-    return {
-        "machine": machine(),
-        "operator_command": shown(argv).replace(db_url, "<embedded postgres>"),
-        "knobs": {"spec.probe": probe},
-        "samples": args.instances,
-        "change": "simulator admin API: POST /_sim/instances/{name}/disconnect, reason 401",
-        "by_probe": {
-            "probe_interval_seconds": args.interval,
+        result: dict[str, Any] = {
+            "operator_command": shown(argv).replace(db_url, "<embedded postgres>"),
+            "spec.webhook": {"url": receiver, "authSecretRef": "webhookSecret"} if by_webhook else None,
             "to_status_phase_seconds": latencies(changed, on_status),
             "to_database_row_seconds": latencies(changed, on_db),
-            "database_poll_seconds": DB_POLL_SECONDS,
-        },
+        }
+        if by_webhook:
+            stored = await inbox_times(conn)
+            if set(stored) != set(names) or any(processed is None for _, processed in stored.values()):
+                raise BenchError(f"the inbox has processed webhooks for {len(stored)} of {len(names)} instances")
+            result["to_webhook_stored_seconds"] = latencies(wall, {n: stored[n][0] for n in names})
+            result["to_webhook_processed_seconds"] = latencies(wall, {n: stored[n][1] or 0.0 for n in names})
+            result["simulator_deliveries"] = await deliveries(admin)
+    return result
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    moments = {name: rng.uniform(0, args.interval) for name in instance_names(args.instances)}
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "knobs": {"spec.probe": {"intervalSeconds": args.interval}},
+        "samples": args.instances,
+        "change": "simulator admin API: POST /_sim/instances/{name}/disconnect, reason 401",
+        "database_poll_seconds": DB_POLL_SECONDS,
+        "by_probe": None,
         "by_webhook": None,
-        "not_measured": {"by_webhook": "the operator has no webhook receiver yet (a later issue)"},
     }
+    if args.only in (None, "probe"):
+        result["by_probe"] = await half(args, moments, by_webhook=False)
+    if args.only in (None, "webhook"):
+        result["by_webhook"] = await half(args, moments, by_webhook=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 API_KEY = "bench-api-key"
+# The EvolutionServer's webhook secret (Evolution's jwt_key); 32 bytes or more, as HS256 wants.
+WEBHOOK_SECRET = "bench-webhook-secret-3f9c1a7e5b2d4c6e8a0b"
 ANSWER_SECONDS = 600.0  # the longest a helper may take to answer (a 10,000-instance setup or round)
 STOP_SECONDS = 30.0
 
@@ -208,8 +210,22 @@ async def start_cluster(stack: contextlib.AsyncExitStack) -> tuple[Child, str]:
     return child, str((await child.receive())["url"])
 
 
-def operator_argv(kube_url: str, *extra: str) -> list[str]:
-    return operator_command("run", "--kube-server", kube_url, "--liveness", "off", "--log-format", "plain", *extra)
+def loopback_listen() -> str:
+    """`127.0.0.1:<a free port>` for the operator's webhook receiver, known before it starts."""
+    from whatsapp_operator.http_server import free_port
+
+    return f"127.0.0.1:{free_port('127.0.0.1')}"
+
+
+def operator_argv(kube_url: str, *extra: str, webhook_listen: str | None = None) -> list[str]:
+    """The operator's command line. Its webhook receiver (started only with `--database-url`) listens
+    on `webhook_listen`, by default a free loopback port: never the default 0.0.0.0:8081, which another
+    run or a real operator on this machine may hold."""
+    listen = webhook_listen or loopback_listen()
+    return operator_command(
+        "run", "--kube-server", kube_url, "--liveness", "off", "--log-format", "plain",
+        "--webhook-listen", listen, *extra,
+    )  # fmt: skip
 
 
 def shown(argv: list[str]) -> str:
