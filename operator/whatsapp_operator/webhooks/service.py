@@ -9,6 +9,8 @@ from whatsapp_operator.webhooks.inbox import Inbox
 from whatsapp_operator.webhooks.receiver import WebhookReceiver
 from whatsapp_operator.webhooks.worker import Processor, QueuePolicy, WebhookWorker
 
+WORKER_CONNECTIONS = 2  # a claim and a completion at once; jobs are processed off-database
+
 
 class WebhookService:
     def __init__(
@@ -21,8 +23,11 @@ class WebhookService:
         active: Callable[[], bool],
         policy: QueuePolicy | None = None,
     ) -> None:
+        # Two pools: in a burst the receiver's INSERTs would take every connection, and the worker,
+        # waiting its turn behind them, fell seconds behind (bench.webhooks, performance.md).
         self.inbox = Inbox(database_url)
-        self.worker = WebhookWorker(self.inbox, process, policy, active=active)
+        self.queue = Inbox(database_url, pool_max_size=WORKER_CONNECTIONS, connection_timeout=5.0)
+        self.worker = WebhookWorker(self.queue, process, policy, active=active)
         receiver = WebhookReceiver(self.inbox, secrets, accepted=self.worker.wake)
         self.server = HttpServer(listen, receiver.app())
         self.url: str | None = None  # the server's base URL once started
@@ -30,6 +35,7 @@ class WebhookService:
 
     async def start(self) -> None:
         await self.inbox.open()
+        await self.queue.open()
         self.worker.start()
         self._started = True
         self.url = await self.server.start()
@@ -41,4 +47,5 @@ class WebhookService:
         self._started = False
         await self.server.stop()
         await self.worker.stop()
+        await self.queue.close()
         await self.inbox.close()
