@@ -4,6 +4,7 @@ loopback, every clock fast-forwarded by looptime (a "minute" here takes millisec
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from tests.operator_harness import (
     wait_phase,
 )
 from whatsapp_operator.demo import server_manifest
+from whatsapp_operator.kube import KubeError
 from whatsapp_operator.runner import running
 from whatsapp_operator.simulator import Simulator
 
@@ -314,3 +316,24 @@ async def test_news_during_a_probe_is_followed_by_one_more_probe_never_a_second_
         probes = requests_to(simulator, "GET", path)[before:]
         assert len(probes) == 2, "one probe, then exactly one more for the news that came during it"
         assert probes[1].at - probes[0].at >= 1.0, "the second started after the first had its answer"
+
+
+async def test_a_status_write_the_api_server_refused_is_made_at_the_next_probe() -> None:
+    """Steady probes skip building the status; one whose PATCH failed must not count as written."""
+    async with environment() as (kube, simulator, runtime):
+        simulator.add_instance("driver-1", start="open")
+        await kube.create(instance_manifest("driver-1"))
+        await wait_phase(kube, "driver-1", "Connected", within=30)
+        patch_status, refused = runtime.kube.patch_status, []
+
+        async def refusing_once(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+            if plural == "whatsappinstances" and not refused:
+                refused.append(status)
+                raise KubeError("the server is currently unable to handle the request", status=503)
+            await patch_status(plural, namespace, name, status)
+
+        runtime.kube.patch_status = refusing_once  # type: ignore[method-assign]  # the API server's 503
+        simulator.act("driver-1", "disconnect", 401)
+        obj = await wait_phase(kube, "driver-1", "LoggedOut", within=90)
+        assert refused[0]["phase"] == "LoggedOut", "the first write of the change was the refused one"
+        assert obj["status"]["statusReason"] == 401

@@ -65,6 +65,7 @@ class Tracked:
     pair_handled: str | None = None  # the last pair-requested-at annotation answered
     forced: bool = False  # the next recorded transition follows a forced logout
     webhook_checked: bool = False  # the Evolution instance's webhook is known to be ours
+    written_for: tuple[Any, ...] | None = None  # what `written` was made from (see write_status)
 
 
 class ServerProber:
@@ -429,6 +430,11 @@ class ServerProber:
         await self.write_status(t)
 
     async def write_status(self, t: Tracked) -> None:
+        """PATCH what changed. A probe that found nothing new leaves every input of the status as it
+        was (the machine returns the very same state), and is done after one tuple comparison."""
+        inputs = (t.state, t.db_condition, t.spec.instance_name, t.spec.generation, t.pair_handled)
+        if inputs == t.written_for:
+            return
         extra = (t.db_condition,) if t.db_condition is not None else ()
         desired = to_status(t.state, extra) | {
             "instanceName": t.spec.instance_name,
@@ -438,6 +444,7 @@ class ServerProber:
         }
         patch = status_patch(t.written, desired)
         if not patch:
+            t.written_for = inputs
             return
         namespace, name = t.spec.key
         try:
@@ -451,6 +458,7 @@ class ServerProber:
         t.written.update(patch)
         for key in [k for k, v in t.written.items() if v is None]:
             del t.written[key]
+        t.written_for = inputs  # not after a failed PATCH: the next probe tries again
 
     def database_synced(self, key: Key, status: str, reason: str, message: str) -> None:
         """The mirror's verdict on one instance changed: show it as condition DatabaseSynced."""
