@@ -80,7 +80,7 @@ def webhook_service(database_url: str, listen: str, runtime: Runtime) -> Webhook
         listen,
         secrets=runtime.webhook_secrets,
         process=runtime.process_webhook,
-        active=lambda: bool(runtime.probers),  # a standby (or a starting replica) only stores them
+        active=lambda: bool(runtime.probers),  # a replica still starting stores, and processes later
     )
 
 

@@ -52,8 +52,8 @@ class WebhookWorker:
         policy: QueuePolicy | None = None,
         active: Callable[[], bool] = lambda: True,
     ) -> None:
-        """`active`: whether this replica may process now (it has probers running); a standby only
-        stores webhooks, and the active replica processes them."""
+        """`active`: whether this replica may process now (its probers run): processing pulls
+        probes forward, which only a running prober can do."""
         self.inbox = inbox
         self.process = process
         self.policy = policy or QueuePolicy()
