@@ -231,6 +231,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     probe = {"intervalSeconds": args.interval}
     listen = loopback_listen()
     url = f"http://{listen}{PATH}"
+    host = machine()  # before anything starts: its load average is the machine's, not this run's
     async with contextlib.AsyncExitStack() as stack:
         db_url = await stack.enter_async_context(database(names))
         _, sim_url = await start_simulator(stack, scenario)
@@ -292,7 +293,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         settings = await durability(conn)
     busy, total = after[2][0] - before[2][0], after[2][1] - before[2][1]
     return {
-        "machine": machine(),
+        "machine": host,
         "operator_command": shown(argv).replace(db_url, "<embedded postgres>"),
         "receiver": f"POST {PATH} on 127.0.0.1 (keep-alive, {args.concurrency} connections at most)",
         "postgres": settings,
