@@ -337,3 +337,26 @@ async def test_a_status_write_the_api_server_refused_is_made_at_the_next_probe()
         obj = await wait_phase(kube, "driver-1", "LoggedOut", within=90)
         assert refused[0]["phase"] == "LoggedOut", "the first write of the change was the refused one"
         assert obj["status"]["statusReason"] == 401
+
+
+async def test_news_for_an_instance_waiting_for_a_worker_adds_no_probe() -> None:
+    """Its probe has not started: it will see the news. Queued twice, it could be probed twice at once."""
+    spec = {"probe": {"intervalSeconds": 600, "concurrency": 1}}
+    async with environment(**spec) as (kube, simulator, runtime):
+        for name in ("driver-a", "driver-b"):
+            simulator.add_instance(name, start="open")
+            await kube.create(instance_manifest(name))
+            await wait_phase(kube, name, "Connected", within=30)
+        prober = runtime.probers[("default", "default")]
+        path = "/instance/connectionState/driver-b"
+        before = len(requests_to(simulator, "GET", path))
+        simulator.add_fault("latency", 10, ms=1000, path="/instance/connectionState/driver-a")
+        prober.probe_soon(("default", "driver-a"))  # takes the only worker for a second
+        await asyncio.sleep(0.1)
+        prober.probe_soon(("default", "driver-b"))  # due: waits for the worker
+        await asyncio.sleep(0.1)
+        for _ in range(3):
+            prober.probe_soon(("default", "driver-b"))
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(5)
+        assert len(requests_to(simulator, "GET", path)) - before == 1

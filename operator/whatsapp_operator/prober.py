@@ -107,6 +107,7 @@ class ServerProber:
         self._server_dirty = True
         self._server_ready: Condition | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._queued: set[Key] = set()  # due, waiting for a worker: out of the schedule
         self._probing: set[Key] = set()  # out of the schedule while a worker probes them
         self._again: set[Key] = set()  # something happened during their probe: probe once more
 
@@ -151,7 +152,9 @@ class ServerProber:
 
     def _pull(self, key: Key, at: float) -> None:
         """Never two probes of one instance at once: one in flight may have looked before the news,
-        so it is followed by another instead."""
+        so it is followed by another instead; one waiting for a worker will see the news anyway."""
+        if key in self._queued:
+            return
         if key in self._probing:
             self._again.add(key)
         elif self.schedule.pull_forward(key, at):
@@ -166,6 +169,7 @@ class ServerProber:
                 # A deadline a hair in the future is due: a wait shorter than the clock's resolution
                 # would return without time moving on (a busy loop under looptime's clock).
                 for key in self.schedule.pop_due(self.clock.monotonic() + DUE_TOLERANCE):
+                    self._queued.add(key)
                     self._queue.put_nowait(key)
                 await self._write_server_status()
                 deadline = self.schedule.next_deadline()
@@ -182,6 +186,7 @@ class ServerProber:
     async def _worker(self) -> None:
         while True:
             key = await self._queue.get()
+            self._queued.discard(key)
             tracked = self.tracked.get(key)
             if tracked is None:
                 continue
