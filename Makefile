@@ -2,29 +2,39 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per set of extras: the demo (and the benchmarks) need embedded Postgres, the Kubernetes
+# API emulator and rich; the tests need those and pytest, looptime and ruff.
+DEMO_STAMP := $(VENV)/.installed-demo
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: install test lint demo bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	touch $@
+
+# The test extras include the demo's, so they satisfy the demo too.
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $@ $(DEMO_STAMP)
 
-install: $(STAMP)
+install: $(TEST_STAMP)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check operator tests bench
 
 test: lint
 	$(BIN)/python -m pytest
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/whatsapp-operator demo
 
 # Every benchmark, one JSON object each (docs/performance.md); about 7.5 minutes on 2 cores.
-bench: $(STAMP)
+bench: $(DEMO_STAMP)
 	$(BIN)/python -m bench.probe_round --instances 10000 --restart-limit 120
 	$(BIN)/python -m bench.probe_round --instances 1000 --restart-limit 120
 	$(BIN)/python -m bench.detection
