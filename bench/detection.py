@@ -34,22 +34,18 @@ import aiohttp
 import httpx
 import psycopg
 
-from bench.cluster import PREFIX, instance_names
+from bench.cluster import instance_names
 from bench.harness import (
     BenchError,
-    Child,
     limit,
     loopback_listen,
     machine,
     main,
-    operator_argv,
     percentile,
     poll,
     shown,
-    start_cluster,
-    start_simulator,
 )
-from bench.postgres import INBOX, database, db_statuses, settle
+from bench.postgres import INBOX, db_statuses, fleet
 from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.webhooks.receiver import PATH
 
@@ -148,32 +144,21 @@ async def inbox_times(conn: psycopg.AsyncConnection[Any]) -> dict[str, tuple[flo
 async def half(args: argparse.Namespace, moments: dict[str, float], by_webhook: bool) -> dict[str, Any]:
     """One half on fresh processes: the changes at `moments`, timed to the status and to the row."""
     names = sorted(moments)
-    scenario = {"groups": [{"prefix": PREFIX, "count": args.instances, "start": "open"}]}
     probe = {"intervalSeconds": args.interval}
     listen = loopback_listen()
     receiver = f"http://{listen}{PATH}" if by_webhook else None
     async with contextlib.AsyncExitStack() as stack:
-        db_url = await stack.enter_async_context(database(names))
-        _, sim_url = await start_simulator(stack, scenario)
-        cluster, kube_url = await start_cluster(stack)
-        admin = await stack.enter_async_context(httpx.AsyncClient(base_url=sim_url, timeout=30))
-        conn = await stack.enter_async_context(await psycopg.AsyncConnection.connect(db_url, autocommit=True))
-        await cluster.ask("server", sim_url=sim_url, probe=probe, webhook_url=receiver)
-        argv = operator_argv(kube_url, "--database-url", db_url, webhook_listen=listen)
-        operator = await Child.spawn("operator", argv)
-        stack.push_async_callback(operator.stop)
-        await cluster.ask("instances", count=args.instances)
-        await settle(cluster, conn, args.instances)
-        if (configured := await webhooks_of(admin)) != {receiver}:
+        ready = await fleet(stack, names, probe, listen, webhook_url=receiver)
+        if (configured := await webhooks_of(ready.admin)) != {receiver}:
             raise BenchError(f"the simulated instances' webhooks are {configured}, not {receiver}")
         on_status: dict[str, float] = {}
         on_db: dict[str, float] = {}
         watchers = [
-            asyncio.create_task(watch_status(kube_url, on_status)),
-            asyncio.create_task(watch_db(db_url, on_db)),
+            asyncio.create_task(watch_status(ready.kube_url, on_status)),
+            asyncio.create_task(watch_db(ready.db_url, on_db)),
         ]
         try:
-            changed, wall = await change_all(admin, moments)
+            changed, wall = await change_all(ready.admin, moments)
 
             async def all_seen() -> bool:
                 return len(on_status) == len(on_db) == args.instances or any(w.done() for w in watchers)
@@ -188,18 +173,18 @@ async def half(args: argparse.Namespace, moments: dict[str, float], by_webhook: 
                 watcher.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
         result: dict[str, Any] = {
-            "operator_command": shown(argv).replace(db_url, "<embedded postgres>"),
+            "operator_command": shown(ready.argv).replace(ready.db_url, "<embedded postgres>"),
             "spec.webhook": {"url": receiver, "authSecretRef": "webhookSecret"} if by_webhook else None,
             "to_status_phase_seconds": latencies(changed, on_status),
             "to_database_row_seconds": latencies(changed, on_db),
         }
         if by_webhook:
-            stored = await inbox_times(conn)
+            stored = await inbox_times(ready.conn)
             if set(stored) != set(names) or any(processed is None for _, processed in stored.values()):
                 raise BenchError(f"the inbox has processed webhooks for {len(stored)} of {len(names)} instances")
             result["to_webhook_stored_seconds"] = latencies(wall, {n: stored[n][0] for n in names})
             result["to_webhook_processed_seconds"] = latencies(wall, {n: stored[n][1] or 0.0 for n in names})
-            result["simulator_deliveries"] = await deliveries(admin)
+            result["simulator_deliveries"] = await deliveries(ready.admin)
     return result
 
 

@@ -7,17 +7,29 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 
-from bench.harness import Child, limit, poll, wait_converged, wait_quiet
+from bench.cluster import PREFIX
+from bench.harness import (
+    Child,
+    limit,
+    operator_argv,
+    poll,
+    start_cluster,
+    start_simulator,
+    wait_converged,
+    wait_quiet,
+)
 from whatsapp_operator.embedded_db import EmbeddedPostgres
 from whatsapp_operator.migrate import apply_migrations
 from whatsapp_operator.webhooks.inbox import TABLE as INBOX
 
-__all__ = ["INBOX", "database", "db_statuses", "durability", "postgres_cpu_seconds", "settle"]
+__all__ = ["INBOX", "Fleet", "database", "db_statuses", "durability", "fleet", "postgres_cpu_seconds", "settle"]
 
 
 @contextlib.asynccontextmanager
@@ -96,3 +108,42 @@ def postgres_cpu_seconds(postmaster: int) -> float:
         elif ppid == postmaster:
             total += int(fields[11]) + int(fields[12])
     return total / ticks
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The real operator with a database, over Connected instances it has converged on."""
+
+    db_url: str
+    sim_url: str
+    kube_url: str
+    cluster: Child
+    operator: Child
+    argv: list[str]  # the operator's command line
+    admin: httpx.AsyncClient  # the simulator's admin API
+    conn: psycopg.AsyncConnection[Any]
+
+
+async def fleet(
+    stack: contextlib.AsyncExitStack,
+    names: list[str],
+    probe: dict[str, Any],
+    listen: str,
+    webhook_url: str | None = None,
+    admin_timeout: float = 30,
+) -> Fleet:
+    """Postgres, the simulator with `names` open, the API server with the EvolutionServer (`probe`,
+    and `webhook_url` when given) and one instance each, and the operator (receiver on `listen`);
+    returns once every instance is Connected in its status and its row, and the API server is quiet."""
+    db_url = await stack.enter_async_context(database(names))
+    _, sim_url = await start_simulator(stack, {"groups": [{"prefix": PREFIX, "count": len(names), "start": "open"}]})
+    cluster, kube_url = await start_cluster(stack)
+    admin = await stack.enter_async_context(httpx.AsyncClient(base_url=sim_url, timeout=admin_timeout))
+    conn = await stack.enter_async_context(await psycopg.AsyncConnection.connect(db_url, autocommit=True))
+    await cluster.ask("server", sim_url=sim_url, probe=probe, webhook_url=webhook_url)
+    argv = operator_argv(kube_url, "--database-url", db_url, webhook_listen=listen)
+    operator = await Child.spawn("operator", argv)
+    stack.push_async_callback(operator.stop)
+    await cluster.ask("instances", count=len(names))
+    await settle(cluster, conn, len(names))
+    return Fleet(db_url, sim_url, kube_url, cluster, operator, argv, admin, conn)

@@ -38,24 +38,20 @@ import httpx
 import jwt
 import psycopg
 
-from bench.cluster import PREFIX, instance_names
+from bench.cluster import instance_names
 from bench.harness import (
     WEBHOOK_SECRET,
     BenchError,
-    Child,
     limit,
     loopback_listen,
     machine,
     main,
-    operator_argv,
     percentile,
     poll,
     self_cpu_seconds,
     shown,
-    start_cluster,
-    start_simulator,
 )
-from bench.postgres import INBOX, database, durability, postgres_cpu_seconds, postmaster_pid, settle
+from bench.postgres import INBOX, durability, fleet, postgres_cpu_seconds, postmaster_pid
 from whatsapp_operator.webhooks.receiver import PATH
 
 QUEUE_POLL_SECONDS = 0.05
@@ -227,34 +223,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if min(args.events, args.concurrency, args.instances) < 1 or args.solo < 0:
         raise BenchError("--events, --concurrency and --instances must be positive, --solo not negative")
     names = instance_names(args.instances)
-    scenario = {"groups": [{"prefix": PREFIX, "count": args.instances, "start": "open"}]}
     probe = {"intervalSeconds": args.interval}
     listen = loopback_listen()
     url = f"http://{listen}{PATH}"
     host = machine()  # before anything starts: its load average is the machine's, not this run's
     async with contextlib.AsyncExitStack() as stack:
-        db_url = await stack.enter_async_context(database(names))
-        _, sim_url = await start_simulator(stack, scenario)
-        cluster, kube_url = await start_cluster(stack)
-        admin = await stack.enter_async_context(httpx.AsyncClient(base_url=sim_url, timeout=60))
-        conn = await stack.enter_async_context(await psycopg.AsyncConnection.connect(db_url, autocommit=True))
-        await cluster.ask("server", sim_url=sim_url, probe=probe, webhook_url=url)
-        argv = operator_argv(kube_url, "--database-url", db_url, webhook_listen=listen)
-        operator = await Child.spawn("operator", argv)
-        stack.push_async_callback(operator.stop)
-        await cluster.ask("instances", count=args.instances)
-        await settle(cluster, conn, args.instances)
+        ready = await fleet(stack, names, probe, listen, webhook_url=url, admin_timeout=60)
 
         origin = datetime.datetime.now(datetime.UTC)
         about = [f"stranger-{n:05d}" for n in range(1, args.instances + 1)] if args.strangers else names
-        solo_bodies = envelopes(about, 0, args.solo, origin, sim_url, url)
-        bodies = envelopes(about, args.solo, args.events, origin, sim_url, url)
+        solo_bodies = envelopes(about, 0, args.solo, origin, ready.sim_url, url)
+        bodies = envelopes(about, args.solo, args.events, origin, ready.sim_url, url)
         connector = aiohttp.TCPConnector(limit=args.concurrency)
         session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
 
         solo: dict[str, Any] | None = None
         if args.solo:
-            mark = await max_id(conn)
+            mark = await max_id(ready.conn)
             alone = await post_all(session, url, solo_bodies, 1)
             solo = {
                 "events": args.solo,
@@ -263,38 +248,39 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "ack_ms": alone.ack_ms(),
                 "answers": dict(alone.answers),
                 "duplicates": alone.duplicates,
-                "stored": await stored(conn, mark),
+                "stored": await stored(ready.conn, mark),
             }
             check(alone, solo["stored"], args.solo, "the events posted one at a time")
             async with limit(args.queue_limit, "processing the events posted one at a time"):
-                await poll(lambda: all_processed(conn, mark, args.solo), 0.1)
+                await poll(lambda: all_processed(ready.conn, mark, args.solo), 0.1)
             await asyncio.sleep(2)  # the probes those pulled forward are over
 
-        mark = await max_id(conn)
-        sim_mark = await last_request_at(admin)
-        writes = await cluster.ask("writes")
-        postmaster = await postmaster_pid(conn)
-        before = (operator.usage().cpu_seconds, postgres_cpu_seconds(postmaster), machine_busy())
+        mark = await max_id(ready.conn)
+        sim_mark = await last_request_at(ready.admin)
+        writes = await ready.cluster.ask("writes")
+        postmaster = await postmaster_pid(ready.conn)
+        before = (ready.operator.usage().cpu_seconds, postgres_cpu_seconds(postmaster), machine_busy())
         started = time.perf_counter()
         loaded = await post_all(session, url, bodies, args.concurrency)
-        after = (operator.usage().cpu_seconds, postgres_cpu_seconds(postmaster), machine_busy())
-        at_last_ack = await queue_counts(conn, mark)
-        durable = await stored(conn, mark)
+        after = (ready.operator.usage().cpu_seconds, postgres_cpu_seconds(postmaster), machine_busy())
+        at_last_ack = await queue_counts(ready.conn, mark)
+        durable = await stored(ready.conn, mark)
         check(loaded, durable, args.events, "the events posted under load")
         # Polled only from now on, so that no query of ours competed with the posts.
         async with limit(args.queue_limit, "processing every event"):
-            await poll(lambda: all_processed(conn, mark, args.events), QUEUE_POLL_SECONDS)
+            await poll(lambda: all_processed(ready.conn, mark, args.events), QUEUE_POLL_SECONDS)
         all_processed_at = time.perf_counter()
-        counts = await queue_counts(conn, mark)
+        counts = await queue_counts(ready.conn, mark)
         await asyncio.sleep(1)  # the probes pulled forward by the last jobs
-        probes = await connection_states_since(admin, sim_mark)
-        status_patches = (await cluster.ask("writes"))["instance_status_patches"] - writes["instance_status_patches"]
-        processed = await results(conn, mark)
-        settings = await durability(conn)
+        probes = await connection_states_since(ready.admin, sim_mark)
+        patches = (await ready.cluster.ask("writes"))["instance_status_patches"]
+        status_patches = patches - writes["instance_status_patches"]
+        processed = await results(ready.conn, mark)
+        settings = await durability(ready.conn)
     busy, total = after[2][0] - before[2][0], after[2][1] - before[2][1]
     return {
         "machine": host,
-        "operator_command": shown(argv).replace(db_url, "<embedded postgres>"),
+        "operator_command": shown(ready.argv).replace(ready.db_url, "<embedded postgres>"),
         "receiver": f"POST {PATH} on 127.0.0.1 (keep-alive, {args.concurrency} connections at most)",
         "postgres": settings,
         "knobs": {"spec.probe": probe, "instances": args.instances},
@@ -314,7 +300,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "answers": dict(loaded.answers),
             "duplicates": loaded.duplicates,
             "cpu_seconds": {
-                "operator": round(after[0] - before[0], 2),
+                "ready.operator": round(after[0] - before[0], 2),
                 "postgres": round(after[1] - before[1], 2),
                 "this_client": round(loaded.client_cpu_seconds, 2),
             },
