@@ -8,13 +8,16 @@ migration run does not), and dropped afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, LiteralString
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from whatsapp_operator.embedded_db import EmbeddedPostgres
 from whatsapp_operator.migrate import apply_migrations
@@ -90,3 +93,36 @@ def pg_stoppable(_pg_stoppable_server: EmbeddedPostgres) -> Iterator[StoppableDa
     yield StoppableDatabase(server, server.url(name))
     server.start()
     drop_database(server, name)
+
+
+# ------------------------------------------------------------------------------------------ helpers for tests
+# Plain functions, not fixtures: import them (`from tests.pg import execute, eventually, query`).
+
+
+async def execute(url: str, statement: LiteralString, params: Any = None) -> list[dict[str, Any]]:
+    """Run one statement on its own autocommit connection; its rows as dicts (none for a command)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        cursor = await conn.execute(statement, params)
+        return await cursor.fetchall() if cursor.description else []
+
+
+def query(url: str, statement: LiteralString, params: Any = None) -> list[dict[str, Any]]:
+    """`execute` for synchronous code; it blocks, so in a test's event loop only for quick statements."""
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        cursor = conn.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+async def eventually(condition: Callable[[], Any], within: float = 10.0) -> None:
+    """Wait until `condition()` (a value or an awaitable) is true, looking again every 20 ms: Postgres
+    has no change feed here. Fails the test after `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = condition()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(0.02)

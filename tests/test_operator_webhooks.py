@@ -7,13 +7,10 @@ for), and a probe interval of ten minutes: whatever the tests see within their t
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, LiteralString
-
-import psycopg
-from psycopg.rows import dict_row
+from typing import Any
 
 from tests.operator_harness import WEBHOOK_SECRET, environment, instance_manifest, wait_phase
+from tests.pg import eventually, query
 from whatsapp_operator.emulator import EmulatedCluster
 from whatsapp_operator.evolution.models import WebhookSettings
 from whatsapp_operator.prober import WEBHOOK_EVENTS
@@ -23,21 +20,8 @@ INTERVAL = 600  # no probe tick within any test: changes arrive by webhook or no
 WITHIN = 30  # seconds: generous for a loaded CI machine, and far below the interval
 
 
-def query(url: str, sql: LiteralString, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-        cursor = conn.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
-
-
 def inbox(url: str, instance: str) -> list[dict[str, Any]]:
     return query(url, "SELECT * FROM whatsapp_operator.webhook_inbox WHERE instance = %s ORDER BY id", (instance,))
-
-
-async def until(check: Any, within: float = WITHIN) -> None:
-    """Postgres has no change feed here: look again every 50 ms."""
-    async with asyncio.timeout(within):
-        while not check():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
 
 
 async def connected(kube: EmulatedCluster, sim: Simulator, name: str) -> None:
@@ -57,10 +41,10 @@ async def test_a_disconnection_lands_by_webhook_in_status_and_database(pg_url: s
         obj = await wait_phase(kube, "maria", "LoggedOut", within=WITHIN)
         assert obj["status"]["statusReason"] == 401
         disconnected = [{"whatsapp_status": "disconnected"}]
-        await until(lambda: query(pg_url, "SELECT whatsapp_status FROM usuarios") == disconnected)
+        await eventually(lambda: query(pg_url, "SELECT whatsapp_status FROM usuarios") == disconnected, within=WITHIN)
 
         # Every event the simulator delivered was stored once, signed by the shared secret, and processed.
-        await until(lambda: all(row["status"] == "done" for row in inbox(pg_url, "maria")))
+        await eventually(lambda: all(row["status"] == "done" for row in inbox(pg_url, "maria")), within=WITHIN)
         rows = inbox(pg_url, "maria")
         delivered = [d for d in sim.deliveries if d.instance == "maria" and d.ok]
         assert len(rows) == len({(d.event, d.payload["date_time"], str(d.payload["data"])) for d in delivered})
@@ -102,7 +86,7 @@ async def test_events_about_unmanaged_instances_are_stored_and_ignored(pg_url: s
         }
         sim.add_instance("sender", start="open", webhook=hook)
         sim.act("sender", "disconnect", 401)
-        await until(lambda: {row["status"] for row in inbox(pg_url, "sender")} == {"done"})
+        await eventually(lambda: {row["status"] for row in inbox(pg_url, "sender")} == {"done"}, within=WITHIN)
         rows = inbox(pg_url, "sender")
         assert {row["result"] for row in rows} == {"ignored: no WhatsAppInstance uses Evolution instance 'sender'"}
         assert await kube.list("whatsappinstances") == []

@@ -10,18 +10,11 @@ from typing import Any
 import jwt
 import pytest
 
+from tests.webhook_samples import SECRET, token
 from whatsapp_operator.simulator.webhooks import _webhook_jwt
 from whatsapp_operator.webhooks.auth import HEADER, NoSecretYet, Unauthorized, authenticate
 
-SECRET = "the-evolution-server-webhook-secret-32b"
 OTHER_SECRET = "another-evolution-server-secret-of-32b"
-
-
-def token(secret: str = SECRET, **claims: Any) -> str:
-    """A token shaped like Evolution's: HS256, iat, exp = iat + 600, app evolution, action webhook."""
-    now = int(time.time())
-    payload = {"iat": now, "exp": now + 600, "app": "evolution", "action": "webhook", **claims}
-    return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, algorithm="HS256")
 
 
 def bearer(value: str) -> dict[str, str]:

@@ -7,38 +7,12 @@ from typing import Any
 
 import pytest
 
+from tests.webhook_samples import INSTANCE_TOKEN, PAIRING_CODE, QR_IMAGE, QR_PAYLOAD, envelope, qrcode_updated
 from whatsapp_operator.webhooks.envelope import MAX_INSTANCE_NAME, InvalidWebhook, parse, path_suffix
-
-PAIRING_CODE = "K7Q2M9XA"
-QR_PAYLOAD = "2@c2VjcmV0LXFyLXBheWxvYWQ=,Zm9v,YmFy,YmF6"
-QR_IMAGE = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB"
-INSTANCE_TOKEN = "0C1F6A52-7D1B-4C55-9C1B-2F1D6B4E9A77"
-
-
-def envelope(event: str = "connection.update", data: Any = None, **fields: Any) -> dict[str, Any]:
-    """What Evolution posts (webhook.controller's emit), with overridable fields."""
-    if data is None and event == "connection.update":
-        data = {"instance": "drv-1", "state": "open", "statusReason": 200}
-    return {
-        "event": event,
-        "instance": "drv-1",
-        "data": data,
-        "destination": "http://operator:8080/webhooks/evolution",
-        "date_time": "2025-10-21T10:00:00.000Z",
-        "sender": "5511987654321@s.whatsapp.net",
-        "server_url": "https://evolution.example",
-        "apikey": INSTANCE_TOKEN,
-        **fields,
-    }
 
 
 def body(value: Any) -> bytes:
     return json.dumps(value).encode()
-
-
-def qrcode_updated(**fields: Any) -> dict[str, Any]:
-    qrcode = {"instance": "drv-1", "pairingCode": PAIRING_CODE, "code": QR_PAYLOAD, "base64": QR_IMAGE}
-    return envelope("qrcode.updated", {"qrcode": qrcode}, **fields)
 
 
 # ------------------------------------------------------------------------------------------ valid envelopes

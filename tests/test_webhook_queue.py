@@ -11,11 +11,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
-from tests.pg import StoppableDatabase
+from tests.pg import StoppableDatabase, eventually, execute
+from tests.webhook_samples import PAIRING_CODE, QR_PAYLOAD
 from whatsapp_operator.webhooks.envelope import Envelope
 from whatsapp_operator.webhooks.inbox import Inbox, InboxUnavailable, Job
 from whatsapp_operator.webhooks.worker import QueuePolicy, RetryLater, WebhookWorker
@@ -25,8 +24,6 @@ T0 = datetime.datetime(2025, 10, 21, 10, 0, tzinfo=UTC)
 SECOND = datetime.timedelta(seconds=1)
 LEASE = datetime.timedelta(seconds=30)
 FAST = QueuePolicy(backoff_seconds=0.05, poll_seconds=0.1, lease_seconds=5.0, outage_backoff_max=0.5)
-PAIRING_CODE = "K7Q2M9XA"
-QR_PAYLOAD = "2@c2VjcmV0LXFyLXBheWxvYWQ=,Zm9v,YmFy,YmF6"
 _serial = itertools.count()
 
 
@@ -37,12 +34,6 @@ def connection_update(instance: str = "drv-1", state: str = "open") -> Envelope:
     return Envelope("connection.update", instance, {"instance": instance, "state": state, "statusReason": 200}, at)
 
 
-async def execute(url: str, query: str, params: Any = None) -> list[dict[str, Any]]:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
-        cursor = await conn.execute(query, params)
-        return await cursor.fetchall() if cursor.description else []
-
-
 async def rows(url: str) -> list[dict[str, Any]]:
     return await execute(url, "SELECT * FROM whatsapp_operator.webhook_inbox ORDER BY id")
 
@@ -50,20 +41,6 @@ async def rows(url: str) -> list[dict[str, Any]]:
 async def row(url: str, job_id: int) -> dict[str, Any]:
     (found,) = await execute(url, "SELECT * FROM whatsapp_operator.webhook_inbox WHERE id = %s", (job_id,))
     return found
-
-
-async def eventually(condition: Callable[[], Any], within: float = 10.0) -> None:
-    """Wait until `condition()` (a value or an awaitable) is true, polling briefly."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = condition()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.02)
 
 
 MakeInbox = Callable[..., Awaitable[Inbox]]

@@ -12,57 +12,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import jwt
-import psycopg
 import pytest
 from aiohttp import web
-from psycopg.rows import dict_row
 
-from tests.pg import StoppableDatabase
+from tests.pg import StoppableDatabase, eventually, execute
+from tests.webhook_samples import (
+    INSTANCE_TOKEN,
+    NUMBER,
+    PAIRING_CODE,
+    QR_IMAGE,
+    QR_PAYLOAD,
+    SECRET,
+    envelope,
+    qrcode_updated,
+    token,
+)
 from whatsapp_operator.http_server import HttpServer
 from whatsapp_operator.simulator import RetryPolicy, Simulator, Timings
 from whatsapp_operator.webhooks.auth import HEADER
 from whatsapp_operator.webhooks.inbox import Inbox
 from whatsapp_operator.webhooks.receiver import MAX_BODY_BYTES, PATH, RETRY_AFTER_SECONDS, WebhookReceiver
 
-SECRET = "the-evolution-server-webhook-secret-32b"
-INSTANCE_TOKEN = "0C1F6A52-7D1B-4C55-9C1B-2F1D6B4E9A77"
-PAIRING_CODE = "K7Q2M9XA"
-QR_PAYLOAD = "2@c2VjcmV0LXFyLXBheWxvYWQ=,Zm9v,YmFy,YmF6"
-QR_IMAGE = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB"
-NUMBER = "5511987654321"
-
-
-def token(secret: str = SECRET, **claims: Any) -> str:
-    now = int(time.time())
-    return jwt.encode(
-        {"iat": now, "exp": now + 600, "app": "evolution", "action": "webhook", **claims}, secret, algorithm="HS256"
-    )
-
-
 SIGNED = {"Authorization": f"Bearer {token()}"}
-
-
-def envelope(event: str = "connection.update", data: Any = None, **fields: Any) -> dict[str, Any]:
-    if data is None and event == "connection.update":
-        data = {"instance": "drv-1", "state": "close", "statusReason": 401}
-    return {
-        "event": event,
-        "instance": "drv-1",
-        "data": data,
-        "destination": "http://operator:8081/webhooks/evolution",
-        "date_time": "2025-10-21T10:00:00.000Z",
-        "sender": f"{NUMBER}@s.whatsapp.net",
-        "server_url": "https://evolution.example",
-        "apikey": INSTANCE_TOKEN,
-        **fields,
-    }
-
-
-async def execute(url: str, query: str, params: Any = None) -> list[dict[str, Any]]:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
-        cursor = await conn.execute(query, params)
-        return await cursor.fetchall() if cursor.description else []
 
 
 async def rows(url: str) -> list[dict[str, Any]]:
@@ -73,19 +44,6 @@ async def table_text(url: str) -> str:
     """Every stored row as Postgres prints it: whatever a reader of the table could see."""
     found = await execute(url, "SELECT t::text AS text FROM whatsapp_operator.webhook_inbox AS t ORDER BY id")
     return "\n".join(r["text"] for r in found)
-
-
-async def eventually(condition: Callable[[], Any], within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = condition()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -222,9 +180,7 @@ async def test_a_body_that_is_not_a_webhook_gets_a_400_and_is_not_stored(running
 
 
 async def test_a_path_suffix_naming_another_event_gets_a_400(running: Running) -> None:
-    qrcode = {"qrcode": {"instance": "drv-1", "pairingCode": PAIRING_CODE, "code": QR_PAYLOAD, "base64": QR_IMAGE}}
-
-    response = await running.post(envelope("qrcode.updated", qrcode), SIGNED, suffix="connection-update")
+    response = await running.post(qrcode_updated(), SIGNED, suffix="connection-update")
 
     assert response.status_code == 400
     assert "connection-update" in response.json()["error"]
@@ -278,10 +234,15 @@ async def test_an_event_the_operator_does_not_act_on_is_acknowledged_and_dropped
 
 
 async def test_a_webhook_is_stored_once_and_a_repeat_is_acknowledged_as_a_duplicate(running: Running) -> None:
-    first = await running.post(envelope(), SIGNED)
+    first = await running.post(envelope(state="close", status_reason=401), SIGNED)
     # The same event through the global webhook: another destination, by-events path, header secret.
     again = await running.post(
-        envelope(destination="http://operator:8081/webhooks/evolution/connection-update", apikey=None),
+        envelope(
+            state="close",
+            status_reason=401,
+            destination="http://operator:8081/webhooks/evolution/connection-update",
+            apikey=None,
+        ),
         {HEADER: SECRET},
         suffix="connection-update",
     )
@@ -295,9 +256,7 @@ async def test_a_webhook_is_stored_once_and_a_repeat_is_acknowledged_as_a_duplic
 
 
 async def test_pairing_codes_qr_codes_and_the_instance_token_never_reach_the_table(running: Running) -> None:
-    qrcode = {"qrcode": {"instance": "drv-1", "pairingCode": PAIRING_CODE, "code": QR_PAYLOAD, "base64": QR_IMAGE}}
-
-    response = await running.post(envelope("qrcode.updated", qrcode), SIGNED, suffix="qrcode-updated")
+    response = await running.post(qrcode_updated(), SIGNED, suffix="qrcode-updated")
 
     assert response.json() == {"accepted": True, "duplicate": False}
     text = await table_text(running.database)
@@ -310,7 +269,7 @@ async def test_while_postgres_is_down_webhooks_get_a_503_to_retry_and_none_is_lo
     pg_stoppable: StoppableDatabase, start_receiver: StartReceiver
 ) -> None:
     running = await start_receiver(pg_stoppable.url, connection_timeout=0.3)
-    before = envelope(date_time="2025-10-21T10:00:00.000Z")
+    before = envelope(date_time="2025-10-21T10:00:00.000Z", state="close", status_reason=401)
     during = envelope(date_time="2025-10-21T10:00:01.000Z", data={"instance": "drv-1", "state": "open"})
     assert (await running.post(before, SIGNED)).status_code == 200
 

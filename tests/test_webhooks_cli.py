@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 
-import psycopg
 import pytest
 
+from tests.pg import query
 from whatsapp_operator.cli import main
 from whatsapp_operator.webhooks.envelope import Envelope
 from whatsapp_operator.webhooks.inbox import Inbox
@@ -33,9 +33,8 @@ async def fill(url: str) -> list[int]:
 
 
 def statuses(url: str) -> dict[int, tuple[str, int]]:
-    with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT id, status, attempts FROM whatsapp_operator.webhook_inbox").fetchall()
-    return {id_: (status, attempts) for id_, status, attempts in rows}
+    rows = query(url, "SELECT id, status, attempts FROM whatsapp_operator.webhook_inbox")
+    return {row["id"]: (row["status"], row["attempts"]) for row in rows}
 
 
 def test_stats_dead_and_replay_of_one_then_all(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
