@@ -106,6 +106,11 @@ async def execute(url: str, statement: LiteralString, params: Any = None) -> lis
         return await cursor.fetchall() if cursor.description else []
 
 
+async def inbox_rows(url: str) -> list[dict[str, Any]]:
+    """The webhook inbox, oldest first."""
+    return await execute(url, "SELECT * FROM whatsapp_operator.webhook_inbox ORDER BY id")
+
+
 def query(url: str, statement: LiteralString, params: Any = None) -> list[dict[str, Any]]:
     """`execute` for synchronous code; it blocks, so in a test's event loop only for quick statements."""
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:

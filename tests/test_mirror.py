@@ -10,11 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 
-from tests.pg import StoppableDatabase
+from tests.pg import StoppableDatabase, execute
 from whatsapp_operator.mirror import MirrorSettings, StatusMirror, SyncReason, SyncStatus
 from whatsapp_operator.phases import Phase
 
@@ -52,12 +50,6 @@ async def make_mirror() -> AsyncIterator[MakeMirror]:
     yield make
     for mirror in mirrors:
         await mirror.stop(timeout=5)
-
-
-async def execute(url: str, query: str, params: Any = None) -> list[dict[str, Any]]:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
-        cursor = await conn.execute(query, params)
-        return await cursor.fetchall() if cursor.description else []
 
 
 async def add_driver(url: str, driver_id: str, status: str | None = None) -> None:

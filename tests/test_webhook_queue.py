@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.pg import StoppableDatabase, eventually, execute
+from tests.pg import StoppableDatabase, eventually, execute, inbox_rows
 from tests.webhook_samples import PAIRING_CODE, QR_PAYLOAD
 from whatsapp_operator.webhooks.envelope import Envelope
 from whatsapp_operator.webhooks.inbox import Inbox, InboxUnavailable, Job
@@ -32,10 +32,6 @@ def connection_update(instance: str = "drv-1", state: str = "open") -> Envelope:
     n = next(_serial)
     at = (T0 + datetime.timedelta(milliseconds=n)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return Envelope("connection.update", instance, {"instance": instance, "state": state, "statusReason": 200}, at)
-
-
-async def rows(url: str) -> list[dict[str, Any]]:
-    return await execute(url, "SELECT * FROM whatsapp_operator.webhook_inbox ORDER BY id")
 
 
 async def row(url: str, job_id: int) -> dict[str, Any]:
@@ -98,7 +94,7 @@ async def test_a_repeated_delivery_is_stored_once(pg_url: str, inbox: Inbox) -> 
     assert await inbox.accept(event, T0) is True
     assert await inbox.accept(event, T0 + SECOND) is False
 
-    [stored] = await rows(pg_url)
+    [stored] = await inbox_rows(pg_url)
     assert (stored["event"], stored["instance"], stored["status"], stored["attempts"]) == (
         "connection.update",
         "drv-1",
@@ -118,7 +114,7 @@ async def test_the_stored_qrcode_has_no_pairing_code_or_qr_payload(pg_url: str, 
     assert PAIRING_CODE not in text["text"]
     assert QR_PAYLOAD not in text["text"]
     assert "data:image" not in text["text"]
-    assert (await rows(pg_url))[0]["payload"]["data"] == {"qrcode": {"instance": "drv-1"}}
+    assert (await inbox_rows(pg_url))[0]["payload"]["data"] == {"qrcode": {"instance": "drv-1"}}
 
 
 async def test_claim_takes_due_jobs_oldest_first_up_to_the_limit_and_counts_attempts(inbox: Inbox) -> None:
@@ -163,7 +159,7 @@ async def test_concurrent_claims_never_hand_out_a_job_twice(pg_url: str, make_in
 
     assert len(taken) == 300
     assert len(set(taken)) == 300
-    assert {r["attempts"] for r in await rows(pg_url)} == {1}
+    assert {r["attempts"] for r in await inbox_rows(pg_url)} == {1}
 
 
 async def test_complete_marks_jobs_done_with_their_result(pg_url: str, inbox: Inbox) -> None:
@@ -174,7 +170,7 @@ async def test_complete_marks_jobs_done_with_their_result(pg_url: str, inbox: In
 
     await inbox.complete({jobs[0].id: "probed drv-0", jobs[1].id: "probed drv-1"}, T0 + SECOND)
 
-    done = {r["id"]: r for r in await rows(pg_url) if r["status"] == "done"}
+    done = {r["id"]: r for r in await inbox_rows(pg_url) if r["status"] == "done"}
     assert {job_id: r["result"] for job_id, r in done.items()} == {
         jobs[0].id: "probed drv-0",
         jobs[1].id: "probed drv-1",
@@ -261,7 +257,7 @@ async def test_purge_forgets_only_processed_jobs_older_than_the_cutoff(pg_url: s
 
     assert await inbox.purge(T0 + SECOND) == 1
 
-    assert old_done not in [r["id"] for r in await rows(pg_url)]
+    assert old_done not in [r["id"] for r in await inbox_rows(pg_url)]
     assert await inbox.counts() == {"queued": 2, "done": 1, "dead": 1}
     assert await inbox.purge(T0 + SECOND) == 0
 
@@ -309,12 +305,12 @@ class Processor:
 
 
 async def only(url: str) -> dict[str, Any]:
-    [found] = await rows(url)
+    [found] = await inbox_rows(url)
     return found
 
 
 async def status_is(url: str, status: str) -> bool:
-    return [r["status"] for r in await rows(url)] == [status]
+    return [r["status"] for r in await inbox_rows(url)] == [status]
 
 
 async def test_a_job_that_fails_twice_then_succeeds_ends_done_after_three_attempts(
@@ -396,7 +392,7 @@ async def test_never_more_than_parallel_jobs_are_processed_at_once(
     await eventually(all_done)
     assert process.max_running == FAST.parallel
     assert len(process.calls) == 20
-    assert {r["result"] for r in await rows(pg_url)} == {f"probed drv-{i}" for i in range(20)}
+    assert {r["result"] for r in await inbox_rows(pg_url)} == {f"probed drv-{i}" for i in range(20)}
 
 
 async def accepted(inbox: Inbox, envelope: Envelope) -> bool:
@@ -446,7 +442,7 @@ async def test_a_standby_replica_leaves_jobs_queued(pg_url: str, inbox: Inbox, m
 
     assert process.calls == []
     assert await inbox.counts() == {"queued": 3, "done": 0, "dead": 0}
-    assert {r["attempts"] for r in await rows(pg_url)} == {0}
+    assert {r["attempts"] for r in await inbox_rows(pg_url)} == {0}
 
     is_active = True
     worker.wake()
@@ -512,7 +508,7 @@ async def test_the_worker_rides_out_a_postgres_outage_and_resumes(
     worker.wake()
 
     async def both_done() -> bool:
-        return [(r["instance"], r["status"]) for r in await rows(url)] == [
+        return [(r["instance"], r["status"]) for r in await inbox_rows(url)] == [
             ("drv-before", "done"),
             ("drv-after", "done"),
         ]
@@ -551,12 +547,12 @@ async def test_a_failure_recorded_during_an_outage_does_not_abandon_the_rest_of_
     release["drv-b"].set()
 
     async def both_done() -> bool:
-        return [r["status"] for r in await rows(url)] == ["done", "done"]
+        return [r["status"] for r in await inbox_rows(url)] == ["done", "done"]
 
     await eventually(both_done, within=20)
     # drv-b's result was recorded by the batch it ran in: it was neither processed again nor re-attempted.
     assert calls.count("drv-b") == 1
-    assert [(r["instance"], r["attempts"]) for r in await rows(url)] == [("drv-a", 2), ("drv-b", 1)]
+    assert [(r["instance"], r["attempts"]) for r in await inbox_rows(url)] == [("drv-a", 2), ("drv-b", 1)]
 
 
 async def available(inbox: Inbox) -> bool:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from tests.pg import StoppableDatabase, eventually, execute
+from tests.pg import StoppableDatabase, eventually, execute, inbox_rows
 from tests.webhook_samples import (
     INSTANCE_TOKEN,
     NUMBER,
@@ -34,10 +34,6 @@ from whatsapp_operator.webhooks.inbox import Inbox
 from whatsapp_operator.webhooks.receiver import MAX_BODY_BYTES, PATH, RETRY_AFTER_SECONDS, WebhookReceiver
 
 SIGNED = {"Authorization": f"Bearer {token()}"}
-
-
-async def rows(url: str) -> list[dict[str, Any]]:
-    return await execute(url, "SELECT * FROM whatsapp_operator.webhook_inbox ORDER BY id")
 
 
 async def table_text(url: str) -> str:
@@ -106,7 +102,7 @@ async def test_without_credentials_the_webhook_is_refused_and_not_stored(running
 
     assert response.status_code == 401
     assert "no credentials" in response.json()["error"]
-    assert await rows(running.database) == []
+    assert await inbox_rows(running.database) == []
     assert running.accepted == []
 
 
@@ -125,7 +121,7 @@ async def test_a_bad_bearer_token_is_refused_and_not_stored(running: Running, ba
 
     assert response.status_code == 401
     assert bad not in response.text
-    assert await rows(running.database) == []
+    assert await inbox_rows(running.database) == []
 
 
 async def test_a_wrong_header_secret_is_refused(running: Running) -> None:
@@ -133,7 +129,7 @@ async def test_a_wrong_header_secret_is_refused(running: Running) -> None:
 
     assert response.status_code == 401
     assert "guess" not in response.text
-    assert await rows(running.database) == []
+    assert await inbox_rows(running.database) == []
 
 
 async def test_header_bytes_that_are_not_utf8_get_a_401_not_a_500(running: Running) -> None:
@@ -154,7 +150,7 @@ async def test_header_bytes_that_are_not_utf8_get_a_401_not_a_500(running: Runni
 
     assert await raw_post(HEADER.encode() + b": \xff\xfe") == b"HTTP/1.1 401 Unauthorized"
     assert await raw_post(b"Authorization: Bearer \xff.\xfe.x") == b"HTTP/1.1 401 Unauthorized"
-    assert await rows(running.database) == []
+    assert await inbox_rows(running.database) == []
 
 
 async def test_before_any_webhook_secret_is_known_webhooks_are_deferred_not_refused(
@@ -167,7 +163,7 @@ async def test_before_any_webhook_secret_is_known_webhooks_are_deferred_not_refu
 
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
-    assert await rows(pg_url) == []
+    assert await inbox_rows(pg_url) == []
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"", b"[1, 2]", json.dumps({"event": "connection.update"}).encode()])
@@ -176,7 +172,7 @@ async def test_a_body_that_is_not_a_webhook_gets_a_400_and_is_not_stored(running
 
     assert response.status_code == 400
     assert response.json()["error"]
-    assert await rows(running.database) == []
+    assert await inbox_rows(running.database) == []
 
 
 async def test_a_path_suffix_naming_another_event_gets_a_400(running: Running) -> None:
@@ -185,7 +181,7 @@ async def test_a_path_suffix_naming_another_event_gets_a_400(running: Running) -
     assert response.status_code == 400
     assert "connection-update" in response.json()["error"]
     assert PAIRING_CODE not in response.text
-    assert await rows(running.database) == []
+    assert await inbox_rows(running.database) == []
 
 
 async def test_a_webhook_postgres_cannot_hold_gets_a_400_not_a_503(
@@ -197,7 +193,7 @@ async def test_a_webhook_postgres_cannot_hold_gets_a_400_not_a_503(
     response = await running.post(envelope(data=data), SIGNED)
 
     assert response.status_code == 400
-    assert await rows(running.database) == []
+    assert await inbox_rows(running.database) == []
     assert "webhook inbox unavailable" not in caplog.text
 
 
@@ -207,7 +203,7 @@ async def test_a_body_over_one_mebibyte_gets_a_413_and_is_not_stored(running: Ru
     response = await running.post(envelope(data=data), SIGNED)
 
     assert response.status_code == 413
-    assert await rows(running.database) == []
+    assert await inbox_rows(running.database) == []
 
 
 async def test_a_large_body_within_the_limit_is_taken(running: Running) -> None:
@@ -216,7 +212,7 @@ async def test_a_large_body_within_the_limit_is_taken(running: Running) -> None:
     response = await running.post(envelope(data=data), SIGNED)
 
     assert response.status_code == 200
-    assert len(await rows(running.database)) == 1
+    assert len(await inbox_rows(running.database)) == 1
 
 
 # ------------------------------------------------------------------------------------------ accepted
@@ -229,7 +225,7 @@ async def test_an_event_the_operator_does_not_act_on_is_acknowledged_and_dropped
 
     assert response.status_code == 200
     assert "messages.upsert" in response.json()["ignored"]
-    assert await rows(running.database) == []
+    assert await inbox_rows(running.database) == []
     assert running.accepted == []
 
 
@@ -249,7 +245,7 @@ async def test_a_webhook_is_stored_once_and_a_repeat_is_acknowledged_as_a_duplic
 
     assert (first.status_code, first.json()) == (200, {"accepted": True, "duplicate": False})
     assert (again.status_code, again.json()) == (200, {"accepted": True, "duplicate": True})
-    [stored] = await rows(running.database)
+    [stored] = await inbox_rows(running.database)
     assert (stored["event"], stored["instance"], stored["status"]) == ("connection.update", "drv-1", "queued")
     assert stored["payload"]["data"] == {"instance": "drv-1", "state": "close", "statusReason": 401}
     assert len(running.accepted) == 1
@@ -289,7 +285,7 @@ async def test_while_postgres_is_down_webhooks_get_a_503_to_retry_and_none_is_lo
 
     await eventually(evolution_retries, within=20)
     assert retried[-1].json() == {"accepted": True, "duplicate": False}
-    stored = await rows(pg_stoppable.url)
+    stored = await inbox_rows(pg_stoppable.url)
     assert [r["payload"]["data"]["state"] for r in stored] == ["close", "open"]
     assert len(running.accepted) == 2
 
@@ -347,7 +343,7 @@ async def test_the_simulators_signed_deliveries_land_in_the_inbox(running: Runni
 
     assert [(d.event, d.status) for d in sim.deliveries if d.status != 200] == []
     assert all(d.url.startswith(running.endpoint + "/") for d in sim.deliveries)  # by-events paths
-    stored = await rows(running.database)
+    stored = await inbox_rows(running.database)
     assert sorted(r["event"] for r in stored) == sorted(
         ["connection.update"] * 4 + ["qrcode.updated", "status.instance", "logout.instance"]
     )
