@@ -568,3 +568,31 @@ def test_the_backoff_starts_at_five_seconds_and_doubles() -> None:
 
     assert (policy.attempts, policy.parallel) == (3, 5)
     assert [policy.delay(n) for n in (1, 2, 3)] == [5, 10, 20]
+
+
+class FlakyInbox(Inbox):
+    """The real inbox, whose first `complete` meets an error nobody planned for (a bug, a driver surprise)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failed = False
+
+    async def complete(self, results: dict[int, str], now: datetime.datetime) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("unexpected")
+        await super().complete(results, now)
+
+
+async def test_an_unexpected_error_is_logged_and_the_worker_goes_on(
+    pg_url: str, make_inbox: MakeInbox, make_worker: MakeWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker that died would leave every later webhook queued, silently."""
+    inbox = await make_inbox(pg_url, FlakyInbox)
+    process = Processor()
+    make_worker(inbox, process, dataclasses.replace(FAST, lease_seconds=0.5))
+    assert await inbox.accept(connection_update("drv-1"), datetime.datetime.now(UTC))
+
+    await eventually(lambda: status_is(pg_url, "done"), within=15)
+    assert "the webhook worker failed" in caplog.text
+    assert len(process.calls) == 2, "processed again once its lease ended"

@@ -92,7 +92,11 @@ class WebhookWorker:
                     await self._purge(clock)
                     due = await self.inbox.next_due()
                     outage_delay = 1.0
-                except InboxUnavailable:
+                except Exception as exc:
+                    # Postgres away (logged by the inbox, once), or a bug: never end the worker, which
+                    # would leave every later webhook queued without a word.
+                    if not isinstance(exc, InboxUnavailable):
+                        log.exception("the webhook worker failed; going on after %.0f s", outage_delay)
                     await asyncio.sleep(outage_delay)
                     outage_delay = min(outage_delay * 2, self.policy.outage_backoff_max)
                     continue
