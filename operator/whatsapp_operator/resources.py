@@ -86,8 +86,8 @@ class ServerSpec:
 
 @dataclasses.dataclass(frozen=True)
 class InstanceSpec:
-    """What the prober needs of one WhatsAppInstance; small on purpose, one lives per instance
-    in kopf's index."""
+    """What the prober needs of one WhatsAppInstance; small on purpose, one per instance lives in
+    `Runtime.instances` (and its prober's record)."""
 
     namespace: str
     name: str
