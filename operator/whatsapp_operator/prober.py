@@ -408,8 +408,9 @@ class ServerProber:
 
     async def _commit(self, t: Tracked, new: InstanceState) -> None:
         old = t.state
-        if new != old:  # the steady state is returned unchanged: nothing to normalise
-            new = normalize(new)
+        # An equal state keeps the object the status was written from (an equal copy would be a second
+        # one in memory, held by `written_for`).
+        new = normalize(new) if new != old else old
         if new.phase is not old.phase:
             self._server_dirty = True
             if new.phase in _SOCKET_ENDED:
