@@ -23,9 +23,9 @@ import kopf
 
 from bench.harness import BenchError, reply, self_cpu_seconds, serve, usage
 from whatsapp_operator import GROUP, VERSION
+from whatsapp_operator.core.resources import InstanceSpec, ServerSpec
+from whatsapp_operator.engine.prober import ServerProber
 from whatsapp_operator.kube import KubeApi
-from whatsapp_operator.prober import ServerProber
-from whatsapp_operator.resources import InstanceSpec, ServerSpec
 
 POLL_SECONDS = 0.005
 PAGE = 500

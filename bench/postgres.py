@@ -25,8 +25,8 @@ from bench.harness import (
     wait_converged,
     wait_quiet,
 )
-from whatsapp_operator.embedded_db import EmbeddedPostgres
-from whatsapp_operator.migrate import apply_migrations
+from whatsapp_operator.db.migrate import apply_migrations
+from whatsapp_operator.devkit.embedded_db import EmbeddedPostgres
 from whatsapp_operator.webhooks.inbox import TABLE as INBOX
 
 __all__ = ["INBOX", "Fleet", "database", "db_statuses", "durability", "fleet", "postgres_cpu_seconds", "settle"]

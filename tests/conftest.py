@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.pg", "tests.kube"]
+pytest_plugins = ["tests.support.pg", "tests.support.kube"]

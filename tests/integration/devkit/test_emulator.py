@@ -1,0 +1,434 @@
+"""The strict emulator over real HTTP on loopback: what a real API server would do, it does."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from whatsapp_operator.devkit.emulator import EmulatedCluster, KubeApiError
+
+API = "whatsapp.evolution-operator.io/v1alpha1"
+INSTANCES = f"/apis/{API}/namespaces/default/whatsappinstances"
+
+
+def instance(name: str = "maria", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "WhatsAppInstance",
+        "metadata": {"name": name},
+        "spec": {"driverId": "driver-1", "phoneNumber": "+5511987654321", **spec},
+    }
+
+
+async def http(kube: EmulatedCluster, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    async with kube._server.client.request(method, path, **kwargs) as response:
+        return response.status, await response.json(content_type=None)
+
+
+async def watch(kube: EmulatedCluster, path: str, count: int, **params: str) -> list[dict[str, Any]]:
+    """The first `count` events of a watch stream."""
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(5), kube._server.client.get(path, params={"watch": "true", **params}) as response:
+        async for line in response.content:
+            events.append(json.loads(line))
+            if len(events) == count:
+                break
+    return events
+
+
+async def test_discovery_describes_resources_as_kopf_reads_them(kube: EmulatedCluster) -> None:
+    status, groups = await http(kube, "GET", "/apis")
+    assert status == 200
+    assert {"groupVersion": API, "version": "v1alpha1"} in next(
+        group["versions"] for group in groups["groups"] if group["name"] == "whatsapp.evolution-operator.io"
+    )
+    _, listing = await http(kube, "GET", f"/apis/{API}")
+    resources = {resource["name"]: resource for resource in listing["resources"]}
+    assert set(resources) == {
+        "whatsappinstances",
+        "whatsappinstances/status",
+        "evolutionservers",
+        "evolutionservers/status",
+    }
+    wai = resources["whatsappinstances"]
+    assert wai["kind"] == "WhatsAppInstance"
+    assert wai["namespaced"] is True
+    assert wai["shortNames"] == ["wai"]
+    assert wai["categories"] == ["whatsapp"]
+    assert {"get", "list", "watch", "create", "update", "patch", "delete"} <= set(wai["verbs"])
+    _, core = await http(kube, "GET", "/api/v1")
+    assert {"secrets", "events", "namespaces", "namespaces/status"} <= {r["name"] for r in core["resources"]}
+
+
+async def test_create_fills_metadata_and_defaults_and_drops_status(kube: EmulatedCluster) -> None:
+    created = await kube.create({**instance(), "status": {"phase": "Connected"}})
+    meta = created["metadata"]
+    assert meta["uid"]
+    assert meta["creationTimestamp"].endswith("Z")
+    assert meta["generation"] == 1
+    assert int(meta["resourceVersion"]) == kube.emulator.resource_version
+    assert created["spec"] == {
+        "driverId": "driver-1",
+        "phoneNumber": "+5511987654321",
+        "serverRef": {"name": "default"},
+        "pairing": {"method": "pairingCode"},
+        "notifications": {"onDisconnect": True},
+        "suspend": False,
+        "deletionPolicy": "Delete",
+    }
+    assert "status" not in created  # the status subresource owns it
+    assert await kube.get("wai", "maria") == created
+
+
+async def test_generate_name_makes_unique_names(kube: EmulatedCluster) -> None:
+    manifest = instance()
+    manifest["metadata"] = {"generateName": "driver-"}
+    first, second = await kube.create(manifest), await kube.create(manifest)
+    assert first["metadata"]["name"].startswith("driver-")
+    assert len(first["metadata"]["name"]) == len("driver-") + 5
+    assert first["metadata"]["name"] != second["metadata"]["name"]
+
+
+async def test_duplicates_conflict_and_absentees_are_not_found(kube: EmulatedCluster) -> None:
+    await kube.create(instance())
+    with pytest.raises(KubeApiError) as duplicate:
+        await kube.create(instance())
+    assert (duplicate.value.status, duplicate.value.reason) == (409, "AlreadyExists")
+    with pytest.raises(KubeApiError) as absent:
+        await kube.get("wai", "nobody")
+    assert (absent.value.status, absent.value.reason) == (404, "NotFound")
+    assert absent.value.message == 'whatsappinstances.whatsapp.evolution-operator.io "nobody" not found'
+    status, body = await http(kube, "GET", f"/apis/{API}/namespaces/default/nonsense")
+    assert (status, body["kind"]) == (404, "Status")
+
+
+@pytest.mark.parametrize(
+    ("manifest", "field", "message"),
+    [
+        (
+            instance(phoneNumber="abc"),
+            "spec.phoneNumber",
+            'Invalid value: "abc": spec.phoneNumber in body should match',
+        ),
+        (instance(pairing={"method": "sms"}), "spec.pairing.method", 'Unsupported value: "sms"'),
+        ({**instance(), "spec": {"phoneNumber": "+5511987654321"}}, "spec.driverId", "Required value"),
+        (
+            instance(suspend="yes"),
+            "spec.suspend",
+            'Invalid value: "string": spec.suspend in body must be of type boolean',
+        ),
+        (
+            {**instance(), "metadata": {"name": "maria", "labels": {"driver": 'has "quotes"'}}},
+            "metadata.labels[driver]",
+            'Invalid value: "has \\"quotes\\"": a label value',
+        ),
+    ],
+)
+async def test_invalid_manifests_are_refused_naming_the_field(
+    kube: EmulatedCluster, manifest: dict[str, Any], field: str, message: str
+) -> None:
+    with pytest.raises(KubeApiError) as refused:
+        await kube.create(manifest)
+    assert (refused.value.status, refused.value.reason) == (422, "Invalid")
+    assert refused.value.message.startswith('WhatsAppInstance.whatsapp.evolution-operator.io "maria" is invalid: ')
+    assert f"{field}: {message}" in refused.value.message
+    assert field in {cause["field"] for cause in refused.value.causes}
+    assert kube.emulator.read("wai", "maria") is None
+
+
+async def test_a_negative_probe_interval_is_refused(kube: EmulatedCluster) -> None:
+    server = {
+        "apiVersion": API,
+        "kind": "EvolutionServer",
+        "metadata": {"name": "default"},
+        "spec": {
+            "url": "http://evo:8080",
+            "apiKeySecretRef": {"name": "s", "key": "k"},
+            "probe": {"intervalSeconds": -1},
+        },
+    }
+    with pytest.raises(KubeApiError, match=r"spec\.probe\.intervalSeconds in body should be greater than or equal"):
+        await kube.create(server)
+
+
+async def test_stale_resource_versions_conflict(kube: EmulatedCluster) -> None:
+    created = await kube.create(instance())
+    updated = await kube.patch("wai", "maria", {"spec": {"driverName": "Maria"}})
+    assert int(updated["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+
+    stale = {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "spec": {"suspend": True}}
+    with pytest.raises(KubeApiError) as merge:
+        await kube.patch("wai", "maria", stale)
+    assert (merge.value.status, merge.value.reason) == (409, "Conflict")
+    with pytest.raises(KubeApiError) as put:
+        await kube.replace(created)
+    assert (put.value.status, put.value.reason) == (409, "Conflict")
+    unversioned = copy.deepcopy(updated)
+    del unversioned["metadata"]["resourceVersion"]
+    with pytest.raises(KubeApiError, match=r"metadata\.resourceVersion: Invalid value: 0x0: must be specified"):
+        await kube.replace(unversioned)
+
+    updated["spec"]["suspend"] = True
+    replaced = await kube.replace(updated)
+    assert replaced["spec"]["suspend"] is True
+    assert replaced["metadata"]["generation"] == 3
+    assert (await kube.get("wai", "maria"))["spec"]["suspend"] is True
+
+
+async def test_json_patch_test_operations_guard_against_stale_versions(kube: EmulatedCluster) -> None:
+    created = await kube.create(instance())
+    version = created["metadata"]["resourceVersion"]
+    guarded = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["example.com/cleanup"]},
+    ]
+    patched = await kube.patch("wai", "maria", guarded)
+    assert patched["metadata"]["finalizers"] == ["example.com/cleanup"]
+    with pytest.raises(KubeApiError) as stale:
+        await kube.patch("wai", "maria", guarded)
+    assert stale.value.status == 422  # kopf retries its finalizer patch on exactly this
+
+
+async def test_status_subresource_separates_spec_and_status(kube: EmulatedCluster) -> None:
+    await kube.create(instance())
+    through_status = await kube.patch(
+        "wai", "maria", {"spec": {"suspend": True}, "status": {"phase": "Pairing"}}, subresource="status"
+    )
+    assert through_status["status"] == {"phase": "Pairing"}
+    assert through_status["spec"]["suspend"] is False
+    assert through_status["metadata"]["generation"] == 1
+
+    through_object = await kube.patch("wai", "maria", {"spec": {"suspend": True}, "status": {"phase": "Connected"}})
+    assert through_object["status"] == {"phase": "Pairing"}
+    assert through_object["spec"]["suspend"] is True
+    assert through_object["metadata"]["generation"] == 2
+
+    labelled = await kube.patch("wai", "maria", {"metadata": {"labels": {"team": "ops"}}})
+    assert labelled["metadata"]["generation"] == 2  # metadata is not spec
+
+
+async def test_no_op_writes_change_nothing(kube: EmulatedCluster) -> None:
+    await kube.create(instance())
+    first = await kube.patch("wai", "maria", {"status": {"phase": "Pairing"}}, subresource="status")
+    version = kube.emulator.resource_version
+    again = await kube.patch("wai", "maria", {"status": {"phase": "Pairing"}}, subresource="status")
+    assert again == first
+    assert kube.emulator.resource_version == version
+    assert kube.emulator.writes("whatsappinstances", subresource="status") == 2
+
+
+async def test_undeclared_fields_are_pruned_and_recorded(kube: EmulatedCluster) -> None:
+    await kube.create(instance(nickname="Mari"))
+    patched = await kube.patch(
+        "wai",
+        "maria",
+        {"status": {"phase": "Connected", "lastSeenAlive": "now", "conditions": []}},
+        subresource="status",
+    )
+    assert patched["status"] == {"phase": "Connected", "conditions": []}
+    assert "nickname" not in patched["spec"]
+    assert [str(field) for field in kube.emulator.pruned] == [
+        "whatsappinstances default/maria: spec.nickname",
+        "whatsappinstances default/maria: status.lastSeenAlive",
+    ]
+    assert kube.violations() == [f"pruned {field}" for field in kube.emulator.pruned]
+    kube.emulator.pruned.clear()
+
+
+async def test_status_is_validated_too(kube: EmulatedCluster) -> None:
+    await kube.create(instance())
+    ready = {"type": "Ready", "status": "True", "reason": "Open", "lastTransitionTime": "2024-05-01T12:00:00Z"}
+    invalid = [
+        ({"phase": "Dancing"}, 'status.phase: Unsupported value: "Dancing"'),
+        ({"conditions": [ready, ready]}, "status.conditions[1]: Duplicate value"),
+        ({"conditions": [{**ready, "lastTransitionTime": "noon"}]}, "must be of type date-time"),
+        ({"statusReason": "401"}, "status.statusReason in body must be of type integer"),
+    ]
+    for status, message in invalid:
+        with pytest.raises(KubeApiError, match=re.escape(message)):
+            await kube.patch("wai", "maria", {"status": status}, subresource="status")
+
+
+async def test_merge_patch_null_deletes_and_lists_replace(kube: EmulatedCluster) -> None:
+    await kube.create(
+        {**instance(), "metadata": {"name": "maria", "finalizers": ["a.example.com/x", "b.example.com/y"]}}
+    )
+    patched = await kube.patch(
+        "wai", "maria", {"metadata": {"finalizers": ["b.example.com/y"]}, "spec": {"driverName": None}}
+    )
+    assert patched["metadata"]["finalizers"] == ["b.example.com/y"]
+    assert "driverName" not in patched["spec"]
+    await kube.patch("wai", "maria", {"metadata": {"finalizers": None}})
+
+
+async def test_finalizers_hold_deletion_until_released(kube: EmulatedCluster) -> None:
+    await kube.create({**instance(), "metadata": {"name": "maria", "finalizers": ["example.com/cleanup"]}})
+    deleting = await kube.delete("wai", "maria")
+    assert deleting["metadata"]["deletionTimestamp"]
+    assert deleting["metadata"]["generation"] == 2
+    assert kube.emulator.read("wai", "maria") is not None
+    with pytest.raises(KubeApiError, match="no new finalizers can be added"):
+        await kube.patch("wai", "maria", {"metadata": {"finalizers": ["example.com/cleanup", "example.com/more"]}})
+    released = await kube.patch("wai", "maria", {"metadata": {"finalizers": []}})
+    assert released["metadata"]["finalizers"] == []
+    assert kube.emulator.read("wai", "maria") is None
+    with pytest.raises(KubeApiError, match="not found"):
+        await kube.delete("wai", "maria")
+
+
+async def test_delete_without_finalizers_returns_the_object(kube: EmulatedCluster) -> None:
+    await kube.create(instance())
+    deleted = await kube.delete("wai", "maria")
+    assert deleted["metadata"]["name"] == "maria"
+    assert await kube.list("wai") == []
+
+
+async def test_watch_resumes_from_a_resource_version(kube: EmulatedCluster) -> None:
+    await kube.create(instance("ana"))
+    _, listing = await http(kube, "GET", INSTANCES)
+    since = listing["metadata"]["resourceVersion"]
+    assert [item["metadata"]["name"] for item in listing["items"]] == ["ana"]
+
+    stream = asyncio.create_task(watch(kube, INSTANCES, 3, resourceVersion=since))
+    await asyncio.sleep(0)
+    await kube.create(instance("bia"))
+    await kube.patch("wai", "bia", {"status": {"phase": "Pairing"}}, subresource="status")
+    await kube.delete("wai", "ana")
+    events = await stream
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", "bia"),
+        ("MODIFIED", "bia"),
+        ("DELETED", "ana"),
+    ]
+    versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert versions == sorted(versions)
+    assert versions[0] > int(since)
+
+
+async def test_watch_from_scratch_lists_first(kube: EmulatedCluster) -> None:
+    await kube.create(instance("ana"))
+    events = await watch(kube, INSTANCES, 2, sendInitialEvents="true", resourceVersionMatch="NotOlderThan")
+    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+async def test_watch_past_the_window_is_gone(kube: EmulatedCluster) -> None:
+    kube.emulator.watch_window = 2
+    first = await kube.create(instance("ana"))
+    for phase in ("Pairing", "Connecting", "Connected", "Disconnected", "LoggedOut"):
+        await kube.patch("wai", "ana", {"status": {"phase": phase}}, subresource="status")
+    (event,) = await watch(kube, INSTANCES, 1, resourceVersion=first["metadata"]["resourceVersion"])
+    assert event["type"] == "ERROR"
+    assert event["object"]["code"] == 410
+
+
+async def test_watch_ends_after_its_timeout(kube: EmulatedCluster) -> None:
+    async with (
+        asyncio.timeout(5),
+        kube._server.client.get(
+            INSTANCES, params={"watch": "true", "resourceVersion": "1", "timeoutSeconds": "0.1"}
+        ) as response,
+    ):
+        assert await response.read() == b""
+
+
+async def test_lists_select_by_label_and_namespace(kube: EmulatedCluster) -> None:
+    await kube.create({**instance("ana"), "metadata": {"name": "ana", "labels": {"fleet": "sp"}}})
+    await kube.create({**instance("bia"), "metadata": {"name": "bia", "labels": {"fleet": "rj"}}})
+    await kube.create(instance("caio"), namespace="drivers")
+    assert [o["metadata"]["name"] for o in await kube.list("wai", labels="fleet=sp")] == ["ana"]
+    assert [o["metadata"]["name"] for o in await kube.list("wai", labels="fleet in (rj,sp),fleet!=sp")] == ["bia"]
+    assert [o["metadata"]["name"] for o in await kube.list("wai", namespace="drivers")] == ["caio"]
+    assert len(await kube.list("wai")) == 3
+    assert {ns["metadata"]["name"] for ns in await kube.list("namespaces")} == {"default", "drivers"}
+
+
+async def test_secrets_store_string_data_as_base64(kube: EmulatedCluster) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "evo"}, "stringData": {"apiKey": "s3cr3t"}}
+    created = await kube.create(secret)
+    assert created["data"] == {"apiKey": "czNjcjN0"}
+    assert "stringData" not in created
+
+
+async def test_writes_are_counted_per_resource_and_subresource(kube: EmulatedCluster) -> None:
+    await kube.create(instance())
+    await kube.patch("wai", "maria", {"status": {"phase": "Pairing"}}, subresource="status")
+    await kube.patch("wai", "maria", {"status": {"phase": "Connected"}}, subresource="status")
+    await kube.patch("wai", "maria", {"spec": {"suspend": True}})
+    emulator = kube.emulator
+    assert emulator.writes("whatsappinstances") == 4
+    assert emulator.writes("whatsappinstances", subresource="status") == 2
+    assert emulator.writes("whatsappinstances", subresource=None, verb="patch") == 1
+    assert emulator.writes("whatsappinstances", user_agent="kopf") == 0
+    assert emulator.writes("evolutionservers") == 0
+
+
+async def test_events_are_found_by_what_they_are_about(kube: EmulatedCluster) -> None:
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": "maria-"},
+        "involvedObject": {"apiVersion": API, "kind": "WhatsAppInstance", "name": "maria", "namespace": "default"},
+        "type": "Warning",
+        "reason": "LoggedOut",
+        "message": "The session ended (401).",
+    }
+    await kube.create(event)
+    (found,) = kube.emulator.events(name="maria", reason="LoggedOut")
+    assert found["type"] == "Warning"
+    assert kube.emulator.events(name="maria", reason="Connected") == []
+
+
+async def test_injected_failures_store_nothing(kube: EmulatedCluster) -> None:
+    await kube.create(instance())
+    kube.emulator["patch", kube.emulator.resource(API.split("/")[0], "v1alpha1", "whatsappinstances")] << 503
+    with pytest.raises(KubeApiError) as failed:
+        await kube.patch("wai", "maria", {"spec": {"suspend": True}})
+    assert failed.value.status == 503
+    assert (await kube.get("wai", "maria"))["spec"]["suspend"] is False  # served through kmock's matching
+
+
+@pytest.fixture
+async def cluster_without_crds() -> AsyncIterator[EmulatedCluster]:
+    async with EmulatedCluster(crds=[]) as cluster:
+        yield cluster
+
+
+async def test_crds_are_served_and_read_only(kube: EmulatedCluster, cluster_without_crds: EmulatedCluster) -> None:
+    names = {crd["metadata"]["name"] for crd in await kube.list("crd")}
+    assert names == {
+        "whatsappinstances.whatsapp.evolution-operator.io",
+        "evolutionservers.whatsapp.evolution-operator.io",
+    }
+    with pytest.raises(KubeApiError) as refused:
+        await kube.create(
+            {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "x"}}
+        )
+    assert refused.value.status == 405
+    with pytest.raises(LookupError):
+        cluster_without_crds.emulator.resolve("wai")
+
+
+async def test_printer_columns_read_as_kubectl_shows_them(kube: EmulatedCluster) -> None:
+    created = await kube.create(instance(driverName="Maria"))
+    ready = {"type": "Ready", "status": "True", "reason": "Open", "lastTransitionTime": "2024-05-01T12:00:00Z"}
+    probed = {**ready, "type": "Probed", "status": "False"}
+    status = {"phase": "Connected", "statusReason": 200, "conditions": [probed, ready]}
+    await kube.patch("wai", "maria", {"status": status}, subresource="status")
+    assert kube.emulator.columns("wai", "maria") == {
+        "Driver": "Maria",
+        "Phone": "+5511987654321",
+        "Phase": "Connected",
+        "Ready": "True",
+        "Reason": 200,
+        "Server": "default",
+        "Age": created["metadata"]["creationTimestamp"],
+    }
+    await kube.create(instance("ana"))
+    assert kube.emulator.columns("wai", "ana")["Ready"] is None

@@ -1,0 +1,92 @@
+"""Webhooks through the real operator: Evolution's events reach the receiver, are stored, processed,
+and pull the instance's next probe forward, so a change lands long before the next tick.
+
+Real time, with a real Postgres (the receiver stores before it answers, which looptime cannot wait
+for), and a probe interval of ten minutes: whatever the tests see within their timeouts came by webhook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.operator_harness import WEBHOOK_SECRET, environment, instance_manifest, wait_phase
+from tests.support.pg import eventually, query
+from whatsapp_operator.devkit.emulator import EmulatedCluster
+from whatsapp_operator.devkit.simulator import Simulator
+from whatsapp_operator.engine.prober import WEBHOOK_EVENTS
+from whatsapp_operator.evolution.models import WebhookSettings
+
+INTERVAL = 600  # no probe tick within any test: changes arrive by webhook or not at all
+WITHIN = 30  # seconds: generous for a loaded CI machine, and far below the interval
+
+
+def inbox(url: str, instance: str) -> list[dict[str, Any]]:
+    return query(url, "SELECT * FROM whatsapp_operator.webhook_inbox WHERE instance = %s ORDER BY id", (instance,))
+
+
+async def connected(kube: EmulatedCluster, sim: Simulator, name: str) -> None:
+    """Created, shown its first code, paired by the driver: Connected by the `open` webhook."""
+    await kube.create(instance_manifest(name))
+    await wait_phase(kube, name, "Pairing", within=WITHIN)
+    sim.act(name, "pair")
+    await wait_phase(kube, name, "Connected", within=WITHIN)
+
+
+async def test_a_disconnection_lands_by_webhook_in_status_and_database(pg_url: str) -> None:
+    query(pg_url, "INSERT INTO usuarios (id, nome) VALUES ('maria', 'Maria')")
+    spec = {"probe": {"intervalSeconds": INTERVAL}}
+    async with environment(database_url=pg_url, webhooks=True, **spec) as (kube, sim, _):
+        await connected(kube, sim, "maria")
+        sim.act("maria", "disconnect", 401)
+        obj = await wait_phase(kube, "maria", "LoggedOut", within=WITHIN)
+        assert obj["status"]["statusReason"] == 401
+        disconnected = [{"whatsapp_status": "disconnected"}]
+        await eventually(lambda: query(pg_url, "SELECT whatsapp_status FROM usuarios") == disconnected, within=WITHIN)
+
+        # Every event the simulator delivered was stored once, signed by the shared secret, and processed.
+        await eventually(lambda: all(row["status"] == "done" for row in inbox(pg_url, "maria")), within=WITHIN)
+        rows = inbox(pg_url, "maria")
+        delivered = [d for d in sim.deliveries if d.instance == "maria" and d.ok]
+        assert len(rows) == len({(d.event, d.payload["date_time"], str(d.payload["data"])) for d in delivered})
+        assert {row["event"] for row in rows} == {"connection.update", "qrcode.updated", "status.instance"}
+        assert {row["result"] for row in rows} == {"probed soon: default/maria"}
+        assert {row["attempts"] for row in rows} == {1}
+        assert all(d.status == 200 for d in sim.deliveries)  # nothing refused, nothing retried
+
+
+async def test_an_instance_created_before_the_operator_gets_its_webhook(pg_url: str) -> None:
+    """Adopted instances (created by hand, or under another webhook URL) are pointed at our receiver."""
+    query(pg_url, "INSERT INTO usuarios (id, nome) VALUES ('joao', 'João')")
+    spec = {"probe": {"intervalSeconds": INTERVAL}}
+    async with environment(database_url=pg_url, webhooks=True, **spec) as (kube, sim, runtime):
+        sim.add_instance("joao", start="open", webhook={"url": "http://elsewhere.invalid/hook", "events": []})
+        await kube.create(instance_manifest("joao"))
+        await wait_phase(kube, "joao", "Connected", within=WITHIN)
+        prober = runtime.probers[("default", "default")]
+        stored = WebhookSettings.from_stored(sim.instances["joao"].webhook.row("id"))
+        assert stored == WebhookSettings(
+            url=prober.spec.webhook_url or "", events=WEBHOOK_EVENTS, headers={"jwt_key": WEBHOOK_SECRET}
+        )
+        sim.act("joao", "disconnect", 403)
+        obj = await wait_phase(kube, "joao", "LoggedOut", within=WITHIN)
+        assert obj["status"]["statusReason"] == 403
+
+
+async def test_events_about_unmanaged_instances_are_stored_and_ignored(pg_url: str) -> None:
+    """The notifier's sender instance, or another application's, lives on the same Evolution: its
+    events are taken (Evolution would retry a refusal for 20 minutes) and change nothing."""
+    spec = {"probe": {"intervalSeconds": INTERVAL}}
+    async with environment(database_url=pg_url, webhooks=True, **spec) as (kube, sim, runtime):
+        assert runtime.webhooks is not None
+        assert runtime.webhooks.url is not None
+        hook = {
+            "url": f"{runtime.webhooks.url}/webhooks/evolution",
+            "events": list(WEBHOOK_EVENTS),
+            "headers": {"jwt_key": WEBHOOK_SECRET},
+        }
+        sim.add_instance("sender", start="open", webhook=hook)
+        sim.act("sender", "disconnect", 401)
+        await eventually(lambda: {row["status"] for row in inbox(pg_url, "sender")} == {"done"}, within=WITHIN)
+        rows = inbox(pg_url, "sender")
+        assert {row["result"] for row in rows} == {"ignored: no WhatsAppInstance uses Evolution instance 'sender'"}
+        assert await kube.list("whatsappinstances") == []

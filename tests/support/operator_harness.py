@@ -1,0 +1,104 @@
+"""pytest fixtures running the real operator (`operate()`) against the strict Kubernetes emulator and
+the Evolution simulator, all on the test's own event loop so that looptime fast-forwards every clock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from whatsapp_operator.devkit.demo import instance_manifest as instance_manifest
+from whatsapp_operator.devkit.demo import phase_changes as phase_changes
+from whatsapp_operator.devkit.demo import phases_seen as phases_seen
+from whatsapp_operator.devkit.demo import secret_manifest, server_manifest, webhook_spec
+from whatsapp_operator.devkit.demo import statuses_seen as statuses_seen
+from whatsapp_operator.devkit.emulator import EmulatedCluster
+from whatsapp_operator.devkit.simulator import Simulator
+from whatsapp_operator.engine.config import Config
+from whatsapp_operator.engine.runner import running
+from whatsapp_operator.engine.runtime import Runtime
+from whatsapp_operator.http_server import free_port
+
+API_KEY = "simulator-api-key"
+WEBHOOK_SECRET = "shared-webhook-secret-of-32-bytes-or-more"
+
+
+@contextlib.asynccontextmanager
+async def backends(**server_spec: Any) -> AsyncIterator[tuple[EmulatedCluster, Simulator]]:
+    """The API server (with the EvolutionServer "default" and its Secret, which holds WEBHOOK_SECRET
+    too) and Evolution, for operators to run against; the emulator's complaints fail the test at the end."""
+    async with EmulatedCluster() as kube:
+        sim = Simulator(api_key=API_KEY, seed=1)
+        await sim.start()
+        try:
+            await kube.create(secret_manifest(API_KEY, webhook_secret=WEBHOOK_SECRET))
+            assert sim.base_url is not None
+            await kube.create(server_manifest(sim.base_url, **server_spec))
+            yield kube, sim
+        finally:
+            await sim.stop()
+        violations = kube.violations()
+    assert not violations, "a real API server would have dropped or refused:\n" + "\n".join(violations)
+
+
+def operator_runtime(
+    kube: EmulatedCluster, database_url: str | None = None, webhook_listen: str = "127.0.0.1:0"
+) -> Runtime:
+    return Runtime(
+        Config(kube_server=kube.url, liveness=None, database_url=database_url, webhook_listen=webhook_listen)
+    )
+
+
+@contextlib.asynccontextmanager
+async def environment(
+    *, database_url: str | None = None, webhooks: bool = False, **server_spec: Any
+) -> AsyncIterator[tuple[EmulatedCluster, Simulator, Runtime]]:
+    """The whole job started from the test body, so that every clock is looptime's from the start
+    (fixtures run before looptime takes over the loop's clock, and timers armed there misfire).
+    `database_url` turns the Postgres mirror on; `webhooks` (with it) the EvolutionServer's webhook,
+    which names the operator's receiver, so that Evolution's events reach the operator."""
+    listen = "127.0.0.1:0"
+    if webhooks:
+        listen = f"127.0.0.1:{free_port()}"
+        server_spec["webhook"] = webhook_spec(f"http://{listen}/webhooks/evolution")
+    async with backends(**server_spec) as (kube, sim):
+        runtime = operator_runtime(kube, database_url, listen)
+        async with running(runtime):
+            yield kube, sim, runtime
+
+
+def phase_is(*phases: str) -> Callable[[dict[str, Any] | None], bool]:
+    return lambda obj: obj is not None and (obj.get("status") or {}).get("phase") in phases
+
+
+async def wait_phase(kube: EmulatedCluster, name: str, *phases: str, within: float = 120) -> dict[str, Any]:
+    async with asyncio.timeout(within):
+        obj = await kube.wait_for("whatsappinstances", name, phase_is(*phases))
+    assert obj is not None
+    return obj
+
+
+async def wait_event(kube: EmulatedCluster, name: str, reason: str, within: float = 30) -> list[dict[str, Any]]:
+    """Events are posted by kopf in the background: wait for them."""
+    async with asyncio.timeout(within):
+        while not (events := kube.emulator.events(name=name, reason=reason)):
+            await kube.emulator.next_change()
+    return events
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in obj["status"].get("conditions", []) if c["type"] == type_)
+
+
+def requests_to(sim: Simulator, method: str, prefix: str) -> list[Any]:
+    return [r for r in sim.requests if r.method == method and r.path.startswith(prefix)]
+
+
+def loop_now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def utc(seconds: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
