@@ -24,6 +24,7 @@ import kopf
 from bench.harness import BenchError, reply, self_cpu_seconds, serve, usage
 from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.core.resources import InstanceSpec, ServerSpec
+from whatsapp_operator.engine.fleet import Member
 from whatsapp_operator.engine.prober import ServerProber
 from whatsapp_operator.kube import KubeApi
 
@@ -85,7 +86,7 @@ async def main(args: argparse.Namespace) -> None:
     await kube.use(kopf.ConnectionInfo(server=args.kube_url, insecure=True))
     api_key = await kube.read_secret(args.namespace, spec.api_key_ref.name, spec.api_key_ref.key)
     prober = ServerProber(namespace=args.namespace, name=args.server, spec=spec, api_key=api_key, kube=kube)
-    prober.load(InstanceSpec.parse(item) for item in items)
+    prober.load(Member.read(InstanceSpec.parse(item), item.get("status") or {}) for item in items)
     if not prober.tracked:
         raise BenchError("no instances to probe")
     task = asyncio.create_task(prober.run())

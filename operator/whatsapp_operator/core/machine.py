@@ -18,10 +18,6 @@ from whatsapp_operator.core.phases import Phase
 TERMINAL_REASONS = frozenset({401, 402, 403, 406})
 """Evolution's disconnect codes after which it stops reconnecting: the driver must pair again."""
 
-# Evolution replaces a QR (and requests a new pairing code) every 45 s: a code is valid that long.
-CODE_LIFETIME = datetime.timedelta(seconds=45)
-
-
 @dataclasses.dataclass(frozen=True)
 class Policy:
     stuck_after: datetime.timedelta = datetime.timedelta(seconds=30)

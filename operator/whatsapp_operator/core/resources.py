@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from whatsapp_operator import GROUP
 
@@ -28,6 +29,16 @@ def instance_name_for(driver_id: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", driver_id.lower()).strip("-")[:40].strip("-")
     digest = hashlib.sha256(driver_id.encode()).hexdigest()[:10]
     return f"wa-{slug}-{digest}" if slug else f"wa-{digest}"
+
+
+class InstanceKey(NamedTuple):
+    """A WhatsAppInstance's identity everywhere in the operator (the mirror, the probers, the fleet)."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,13 +95,12 @@ class ServerSpec:
         )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class InstanceSpec:
-    """What the prober needs of one WhatsAppInstance; small on purpose, one per instance lives in
-    `Runtime.instances` (and its prober's record)."""
+    """What the operator needs of one WhatsAppInstance's metadata and spec (its status is read once,
+    by the fleet: see `engine.fleet`); small on purpose, one per instance."""
 
-    namespace: str
-    name: str
+    key: InstanceKey
     uid: str
     driver_id: str
     phone: str
@@ -103,11 +113,14 @@ class InstanceSpec:
     retain: bool
     generation: int
     pair_requested_at: str | None
-    status: Mapping[str, Any] = dataclasses.field(compare=False, hash=False, repr=False)
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.namespace, self.name)
+    def namespace(self) -> str:
+        return self.key.namespace
+
+    @property
+    def name(self) -> str:
+        return self.key.name
 
     @property
     def body(self) -> dict[str, Any]:
@@ -124,19 +137,18 @@ class InstanceSpec:
         spec = body.get("spec") or {}
         driver_id = str(spec["driverId"])
         return cls(
-            namespace=str(meta.get("namespace", "")),
-            name=str(meta["name"]),
+            # Interned: the few distinct namespaces, servers and methods are shared by every instance.
+            key=InstanceKey(sys.intern(str(meta.get("namespace", ""))), str(meta["name"])),
             uid=str(meta.get("uid", "")),
             driver_id=driver_id,
             phone=str(spec["phoneNumber"]),
             driver_name=str(spec.get("driverName") or ""),
             instance_name=str(spec.get("instanceName") or instance_name_for(driver_id)),
-            server=str((spec.get("serverRef") or {}).get("name") or "default"),
-            pairing_method=str((spec.get("pairing") or {}).get("method") or "pairingCode"),
+            server=sys.intern(str((spec.get("serverRef") or {}).get("name") or "default")),
+            pairing_method=sys.intern(str((spec.get("pairing") or {}).get("method") or "pairingCode")),
             notify=bool((spec.get("notifications") or {}).get("onDisconnect", True)),
             suspend=bool(spec.get("suspend", False)),
             retain=spec.get("deletionPolicy") == "Retain",
             generation=int(meta.get("generation") or 0),
             pair_requested_at=(meta.get("annotations") or {}).get(PAIR_REQUESTED_ANNOTATION),
-            status=dict(body.get("status") or {}),
         )

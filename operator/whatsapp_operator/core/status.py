@@ -1,4 +1,5 @@
-"""The round trip between the state machine's `InstanceState` and a WhatsAppInstance's `.status`.
+"""The shape of both resources' `.status`: the round trip between the state machine's `InstanceState`
+and a WhatsAppInstance's status, and the EvolutionServer's fleet summary.
 
 `status_patch()` is what keeps steady-state probing free of writes: it yields only the keys that
 differ, and nothing at all when nothing changed.
@@ -6,12 +7,17 @@ differ, and nothing at all when nothing changed.
 
 from __future__ import annotations
 
+import collections
 import datetime
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 from whatsapp_operator.core.machine import Condition, InstanceState
 from whatsapp_operator.core.phases import Phase
+
+# Conditions the state machine owns; DatabaseSynced is the Postgres mirror's.
+MACHINE_CONDITIONS = frozenset({"Ready", "Probed", "Stuck"})
+DATABASE_SYNCED = "DatabaseSynced"
 
 
 def rfc3339(value: datetime.datetime | None) -> str | None:
@@ -28,6 +34,16 @@ def parse_time(value: Any) -> datetime.datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+
+
+def from_condition(raw: Mapping[str, Any]) -> Condition:
+    return Condition(
+        type=str(raw.get("type")),
+        status=str(raw.get("status")),
+        reason=str(raw.get("reason") or ""),
+        message=str(raw.get("message") or ""),
+        last_transition_time=parse_time(raw.get("lastTransitionTime")),
+    )
 
 
 def to_condition(c: Condition) -> dict[str, Any]:
@@ -73,15 +89,7 @@ def from_status(status: Mapping[str, Any]) -> InstanceState:
         status_reason=int(reason) if reason is not None else None,
         message=str(status.get("message") or ""),
         conditions=tuple(
-            Condition(
-                type=str(c.get("type")),
-                status=str(c.get("status")),
-                reason=str(c.get("reason") or ""),
-                message=str(c.get("message") or ""),
-                last_transition_time=parse_time(c.get("lastTransitionTime")),
-            )
-            for c in status.get("conditions") or ()
-            if c.get("type") in {"Ready", "Probed", "Stuck"}  # DatabaseSynced belongs to the mirror
+            from_condition(c) for c in status.get("conditions") or () if c.get("type") in MACHINE_CONDITIONS
         ),
         connecting_since=parse_time(status.get("connectingSince")),
         pairing_code_expires_at=parse_time(status.get("pairingCodeExpiresAt")),
@@ -108,3 +116,59 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
             patch[key] = value
     return patch
 
+
+
+class InstanceStatus(NamedTuple):
+    """Everything a WhatsAppInstance's `.status` is made from. The operator keeps this, never the
+    rendered dict: an unchanged probe compares two of these (the very same objects, usually), and
+    the dict is rendered only to make a patch."""
+
+    state: InstanceState
+    db_condition: Condition | None  # the mirror's DatabaseSynced
+    instance_name: str | None
+    server: str | None
+    generation: int | None
+    pair_handled: str | None  # the last pair-requested-at annotation answered
+
+    def render(self) -> dict[str, Any]:
+        extra = (self.db_condition,) if self.db_condition is not None else ()
+        return to_status(self.state, extra) | {
+            "instanceName": self.instance_name,
+            "server": self.server,
+            "observedGeneration": self.generation,
+            "pairRequestHandled": self.pair_handled,
+        }
+
+    @classmethod
+    def read(cls, status: Mapping[str, Any]) -> InstanceStatus:
+        """What a status written by an earlier run (or by the active replica) was made from."""
+        db = next((c for c in status.get("conditions") or () if c.get("type") == DATABASE_SYNCED), None)
+        generation = status.get("observedGeneration")
+        return cls(
+            state=from_status(status),
+            db_condition=from_condition(db) if db is not None else None,
+            instance_name=status.get("instanceName"),
+            server=status.get("server"),
+            generation=int(generation) if generation is not None else None,
+            pair_handled=status.get("pairRequestHandled"),
+        )
+
+
+# Phases that are no trouble for the application: the rest count as unhealthy.
+HEALTHY = frozenset({Phase.CONNECTED, Phase.PAIRING, Phase.SUSPENDED})
+
+
+def server_status(breaker: str, phases: Iterable[Phase], ready: Condition | None) -> dict[str, Any]:
+    """An EvolutionServer's `.status`: its breaker, the count of its instances by phase, and Ready
+    (absent until Evolution first answered)."""
+    counts = collections.Counter(phases)
+    status: dict[str, Any] = {
+        "breaker": breaker,
+        "instances": sum(counts.values()),
+        "connected": counts[Phase.CONNECTED],
+        "unhealthy": sum(n for phase, n in counts.items() if phase not in HEALTHY),
+        "phases": {str(p): counts[p] for p in Phase},
+    }
+    if ready is not None:
+        status["conditions"] = [to_condition(ready)]
+    return status

@@ -1,15 +1,17 @@
-"""What the kopf handlers share: passed to kopf as its `memo`, one per operator process."""
+"""What the kopf handlers share: passed to kopf as its `memo`, one per operator process. It owns the
+fleet, the probers and the servers' webhook secrets; handlers change them only through its methods."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from whatsapp_operator.core.resources import InstanceSpec
+from whatsapp_operator.core.resources import InstanceKey, InstanceSpec
 from whatsapp_operator.engine.config import Config
-from whatsapp_operator.engine.prober import Key, ServerProber
+from whatsapp_operator.engine.fleet import Fleet
+from whatsapp_operator.engine.prober import ServerProber
 from whatsapp_operator.kube import KubeApi
 from whatsapp_operator.webhooks.worker import RetryLater
 
@@ -20,23 +22,20 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+ServerKey = tuple[str, str]  # (namespace, name) of an EvolutionServer
+
 
 @dataclasses.dataclass
 class Runtime:
     config: Config
     kube: KubeApi = dataclasses.field(default_factory=KubeApi)
-    probers: dict[Key, ServerProber] = dataclasses.field(default_factory=dict)
     mirror: StatusMirror | None = None
     webhooks: WebhookService | None = None
-    # Every live WhatsAppInstance, for a server's prober to load when it (re)starts. Not a kopf index:
-    # kopf holds every handler back until its indices are complete, and that wait grows with the
-    # square of the object count (529 s before the first probe after a restart at 10,000 instances).
-    instances: dict[Key, InstanceSpec] = dataclasses.field(default_factory=dict)
+    fleet: Fleet = dataclasses.field(default_factory=Fleet)
+    _probers: dict[ServerKey, ServerProber] = dataclasses.field(default_factory=dict)
     # The webhook secret of each EvolutionServer, from when its daemon first read it until the server
     # goes: a prober restarting for a changed spec must not make the receiver refuse signed webhooks.
-    server_secrets: dict[Key, str] = dataclasses.field(default_factory=dict)
-    # The same instances by their name on Evolution, which is all a webhook names.
-    by_evolution_name: dict[str, set[Key]] = dataclasses.field(default_factory=dict)
+    _server_secrets: dict[ServerKey, str] = dataclasses.field(default_factory=dict)
 
     async def shutdown(self) -> None:
         """Stop taking webhooks, then land the mirror's queued writes. Twice is harmless."""
@@ -45,68 +44,85 @@ class Runtime:
         if self.mirror is not None:
             await self.mirror.stop()
 
+    # -- EvolutionServers -----------------------------------------------------------------------
+
+    @property
+    def probers(self) -> Mapping[ServerKey, ServerProber]:
+        return self._probers
+
     def prober(self, namespace: str, server: str) -> ServerProber | None:
-        return self.probers.get((namespace, server))
+        return self._probers.get((namespace, server))
 
-    def instances_of(self, namespace: str, server: str) -> list[InstanceSpec]:
-        return [s for s in self.instances.values() if s.namespace == namespace and s.server == server]
+    def prober_started(self, prober: ServerProber) -> None:
+        """A server's daemon made a prober: it takes over the server's instances."""
+        self._probers[(prober.namespace, prober.name)] = prober
+        prober.load(self.fleet.of_server(prober.namespace, prober.name))
 
-    def instance_seen(self, spec: InstanceSpec) -> None:
-        """Track it under its server's prober, and only there (its serverRef may have changed).
-        Without a prober yet, the server's daemon loads it from `instances` when it starts."""
-        old = self.instances.get(spec.key)
-        if old is not None and old.instance_name != spec.instance_name:
-            self._unname(old)
-        self.instances[spec.key] = spec
-        self.by_evolution_name.setdefault(spec.instance_name, set()).add(spec.key)
-        owner = self.prober(spec.namespace, spec.server)
-        for prober in self.probers.values():
-            if prober is not owner:
-                prober.forget(spec.key)
-        if owner is not None:
-            owner.update(spec)
+    def prober_stopped(self, prober: ServerProber) -> None:
+        if self._probers.get((prober.namespace, prober.name)) is prober:
+            del self._probers[(prober.namespace, prober.name)]
 
-    def instance_gone(self, key: Key) -> None:
-        spec = self.instances.pop(key, None)
-        if spec is not None:
-            self._unname(spec)
-        for prober in self.probers.values():
-            prober.forget(key)
-
-    def _unname(self, spec: InstanceSpec) -> None:
-        keys = self.by_evolution_name.get(spec.instance_name, set())
-        keys.discard(spec.key)
-        if not keys:
-            self.by_evolution_name.pop(spec.instance_name, None)
+    def server_secret(self, server: ServerKey, secret: str | None) -> None:
+        """The webhook secret of a server, or None when it has none (or is gone)."""
+        if secret:
+            self._server_secrets[server] = secret
+        else:
+            self._server_secrets.pop(server, None)
 
     def webhook_secrets(self) -> Iterable[str]:
         """What a webhook may be signed with: the secrets of the EvolutionServers this replica runs."""
-        return self.server_secrets.values()
+        return self._server_secrets.values()
+
+    # -- WhatsAppInstances ----------------------------------------------------------------------
+
+    def instance_seen(self, spec: InstanceSpec, status: Mapping[str, Any]) -> None:
+        """Track it under its server's prober, and only there (its serverRef may have changed).
+        Without a prober yet, the server's daemon loads it from the fleet when it starts."""
+        owner = self.prober(spec.namespace, spec.server)
+        member, changed = self.fleet.seen(spec, status, tracked=owner is not None and spec.key in owner.tracked)
+        for prober in self._probers.values():
+            if prober is not owner:
+                prober.forget(spec.key)
+        if owner is not None:
+            owner.track(member, changed=changed)
+
+    def instance_gone(self, key: InstanceKey) -> None:
+        self.fleet.gone(key)
+        for prober in self._probers.values():
+            prober.forget(key)
+
+    # -- news from the webhook queue and the mirror ---------------------------------------------
 
     async def process_webhook(self, job: Job) -> str:
         """A webhook about an instance pulls its next probe forward; the probe reads the live state,
         so this does not depend on the order or the content of events. Events about instances no
         WhatsAppInstance uses are done with. Until the instance's server is probed (the operator is
         starting, or is a standby) the job waits, with the queue's backoff."""
-        keys = sorted(self.by_evolution_name.get(job.instance, ()))
+        keys = self.fleet.named(job.instance)
         if not keys:
-            if not self.probers:
+            if not self._probers:
                 raise RetryLater("no EvolutionServer is being probed yet")
             return f"ignored: no WhatsAppInstance uses Evolution instance {job.instance!r}"
-        for namespace, name in keys:
-            prober = self.prober(namespace, self.instances[(namespace, name)].server)
-            if prober is None or (namespace, name) not in prober.tracked:
-                raise RetryLater(f"the EvolutionServer of {namespace}/{name} is not being probed yet")
-        for namespace, name in keys:
-            self.probers[(namespace, self.instances[(namespace, name)].server)].probe_soon((namespace, name))
-        return "probed soon: " + ", ".join(f"{ns}/{n}" for ns, n in keys)
+        owners = [self._owner(key) for key in keys]
+        for key, owner in zip(keys, owners, strict=True):
+            if owner is None or key not in owner.tracked:
+                raise RetryLater(f"the EvolutionServer of {key} is not being probed yet")
+        for key, owner in zip(keys, owners, strict=True):
+            assert owner is not None
+            owner.probe_soon(key)
+        return "probed soon: " + ", ".join(map(str, keys))
+
+    def _owner(self, key: InstanceKey) -> ServerProber | None:
+        member = self.fleet.get(key)
+        return None if member is None else self.prober(key.namespace, member.spec.server)
 
     def on_sync(self, key: str, sync: SyncStatus) -> None:
         """The mirror's verdict on one instance changed: route it to the prober that owns it."""
         namespace, _, name = key.partition("/")
         status = "True" if sync.synced else "False"
         reason = "Synced" if sync.synced else (sync.reason or "Lagging")
-        for prober in self.probers.values():
-            if (namespace, name) in prober.tracked:
-                prober.database_synced((namespace, name), status, reason, sync.message or "")
+        instance = InstanceKey(namespace, name)
+        for prober in self._probers.values():
+            if instance in prober.tracked:
+                prober.database_synced(instance, status, reason, sync.message or "")
                 return

@@ -45,7 +45,7 @@ from tests.support.operator_harness import (
     wait_phase,
 )
 from tests.support.pg import StoppableDatabase
-from whatsapp_operator.core.machine import CODE_LIFETIME
+from whatsapp_operator.core.pairing import CODE_LIFETIME
 from whatsapp_operator.core.phases import DB_STATUS, Phase
 from whatsapp_operator.core.resources import instance_name_for
 from whatsapp_operator.core.status import rfc3339

@@ -13,7 +13,7 @@ from tests.support.operator_harness import WEBHOOK_SECRET, environment, instance
 from tests.support.pg import eventually, query
 from whatsapp_operator.devkit.emulator import EmulatedCluster
 from whatsapp_operator.devkit.simulator import Simulator
-from whatsapp_operator.engine.prober import WEBHOOK_EVENTS
+from whatsapp_operator.engine.probe import WEBHOOK_EVENTS
 from whatsapp_operator.evolution.models import WebhookSettings
 
 INTERVAL = 600  # no probe tick within any test: changes arrive by webhook or not at all

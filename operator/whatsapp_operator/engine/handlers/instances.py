@@ -27,7 +27,7 @@ async def instance_event(body: kopf.Body, type: str | None, memo: Runtime, **_: 
     if type == "DELETED" or body.metadata.get("deletionTimestamp"):
         memo.instance_gone(spec.key)
     else:
-        memo.instance_seen(spec)
+        memo.instance_seen(spec, body.get("status") or {})
 
 
 @kopf.on.delete(*RESOURCE, registry=registry, timeout=600)

@@ -47,7 +47,7 @@ async def run_server(
     try:
         await _serve(namespace, name, spec, body, memo, stopped)
     finally:
-        memo.server_secrets.pop((namespace, name), None)
+        memo.server_secret((namespace, name), None)
 
 
 async def _serve(
@@ -61,10 +61,7 @@ async def _serve(
             kopf.warn(body, reason="SecretUnavailable", message=str(exc))
             await stopped.wait(30)
             continue
-        if webhook_secret:
-            memo.server_secrets[(namespace, name)] = webhook_secret
-        else:
-            memo.server_secrets.pop((namespace, name), None)
+        memo.server_secret((namespace, name), webhook_secret)
         prober = ServerProber(
             namespace=namespace,
             name=name,
@@ -75,8 +72,7 @@ async def _serve(
             webhook_secret=webhook_secret,
             notify_cooldown=datetime.timedelta(seconds=memo.config.notify_cooldown),
         )
-        memo.probers[(namespace, name)] = prober
-        prober.load(memo.instances_of(namespace, name))
+        memo.prober_started(prober)
         task = asyncio.create_task(prober.run(), name=f"prober-{namespace}-{name}")
         try:
             while not stopped and not task.done() and ServerSpec.parse(spec) == server_spec:
@@ -84,8 +80,7 @@ async def _serve(
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            if memo.probers.get((namespace, name)) is prober:
-                del memo.probers[(namespace, name)]
+            memo.prober_stopped(prober)
         if task.done() and not task.cancelled() and task.exception() is not None:
             logger.error("prober of %s/%s crashed: %r; restarting", namespace, name, task.exception())
             await stopped.wait(SPEC_CHECK_SECONDS)

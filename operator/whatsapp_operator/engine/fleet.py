@@ -1,0 +1,100 @@
+"""Every live WhatsAppInstance this replica knows, with its state held once.
+
+Not a kopf index: kopf holds every handler back until its indices are complete, and that wait grows
+with the square of the object count (529 s before the first probe after a restart at 10,000
+instances).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from whatsapp_operator.core.machine import Condition, InstanceState
+from whatsapp_operator.core.resources import InstanceKey, InstanceSpec
+from whatsapp_operator.core.status import InstanceStatus
+
+
+@dataclasses.dataclass(slots=True)
+class Member:
+    """One instance: its spec (from watch events) and its state. The rest belongs to the prober that
+    tracks the instance, and survives that prober's restart; while no prober tracks it, watch events
+    (another replica's writes) refresh it."""
+
+    spec: InstanceSpec
+    state: InstanceState
+    db_condition: Condition | None  # the mirror's verdict, condition DatabaseSynced
+    pair_handled: str | None  # the last pair-requested-at annotation answered
+    written: InstanceStatus  # what `.status` was made from, as far as this replica knows
+
+    @classmethod
+    def read(cls, spec: InstanceSpec, status: Mapping[str, Any]) -> Member:
+        member = cls(spec, InstanceState(), None, None, InstanceStatus.read(status))
+        member.reset()
+        return member
+
+    def reset(self) -> None:
+        """Take up the state `.status` shows. DatabaseSynced is this process's mirror's to say: a
+        condition an earlier run left is dropped at the next write, unless the mirror says it again."""
+        self.state, self.db_condition, self.pair_handled = self.written.state, None, self.written.pair_handled
+
+
+class Fleet:
+    def __init__(self) -> None:
+        self._members: dict[InstanceKey, Member] = {}
+        # The same instances by their name on Evolution, which is all a webhook names.
+        self._by_evolution_name: dict[str, tuple[InstanceKey, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __iter__(self) -> Iterator[Member]:
+        return iter(self._members.values())
+
+    def get(self, key: InstanceKey) -> Member | None:
+        return self._members.get(key)
+
+    def seen(self, spec: InstanceSpec, status: Mapping[str, Any], *, tracked: bool) -> tuple[Member, bool]:
+        """A watch event: the member, and whether it is new or its spec changed. A tracked instance's
+        status is this replica's own write, so only its spec can be news."""
+        member = self._members.get(spec.key)
+        if member is None:
+            member = self._members[spec.key] = Member.read(spec, status)
+            self._name(spec)
+            return member, True
+        changed = member.spec != spec
+        if changed:
+            if member.spec.instance_name != spec.instance_name:
+                self._unname(member.spec)
+                self._name(spec)
+            member.spec = spec
+        if not tracked:
+            written = InstanceStatus.read(status)
+            if written != member.written:
+                member.written = written
+                member.reset()
+        return member, changed
+
+    def gone(self, key: InstanceKey) -> None:
+        member = self._members.pop(key, None)
+        if member is not None:
+            self._unname(member.spec)
+
+    def of_server(self, namespace: str, server: str) -> list[Member]:
+        return [m for m in self._members.values() if m.spec.namespace == namespace and m.spec.server == server]
+
+    def named(self, instance_name: str) -> tuple[InstanceKey, ...]:
+        """The instances whose Evolution instance has this name (usually one, in sorted order)."""
+        return self._by_evolution_name.get(instance_name, ())
+
+    def _name(self, spec: InstanceSpec) -> None:
+        keys = self._by_evolution_name.get(spec.instance_name, ())
+        self._by_evolution_name[spec.instance_name] = tuple(sorted({*keys, spec.key}))
+
+    def _unname(self, spec: InstanceSpec) -> None:
+        keys = tuple(k for k in self.named(spec.instance_name) if k != spec.key)
+        if keys:
+            self._by_evolution_name[spec.instance_name] = keys
+        else:
+            self._by_evolution_name.pop(spec.instance_name, None)

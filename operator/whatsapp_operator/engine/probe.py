@@ -1,0 +1,235 @@
+"""One probe of one instance: observe Evolution, ask the state machine, carry out its actions.
+
+Every decision is the core's (`machine.reconcile`, `pairing.move_after`, `pairing.CodeWatch`); this
+module holds the conversation with Evolution around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import secrets
+
+from whatsapp_operator.clock import LoopClock
+from whatsapp_operator.core import machine
+from whatsapp_operator.core.machine import Observation, Outcome
+from whatsapp_operator.core.pairing import Move, move_after
+from whatsapp_operator.core.phone import InvalidPhoneNumber, evolution_number, normalize_phone
+from whatsapp_operator.core.resources import ServerSpec
+from whatsapp_operator.engine.recorder import Recorder
+from whatsapp_operator.engine.tracked import Tracked
+from whatsapp_operator.evolution import EvolutionClient
+from whatsapp_operator.evolution import errors as evo_errors
+from whatsapp_operator.evolution.models import InstanceState as EvoState
+from whatsapp_operator.evolution.models import QRCode, WebhookSettings
+
+logger = logging.getLogger(__name__)
+
+LOGOUT_POLLS, LOGOUT_POLL_SECONDS = 10, 0.3
+WEBHOOK_EVENTS = ("CONNECTION_UPDATE", "QRCODE_UPDATED", "STATUS_INSTANCE")
+
+
+class Probe:
+    """How one server's instances are probed; one object per prober, used by all its workers."""
+
+    def __init__(
+        self,
+        *,
+        spec: ServerSpec,
+        client: EvolutionClient,
+        recorder: Recorder,
+        clock: LoopClock,
+        webhook_secret: str | None,
+        notify_cooldown: datetime.timedelta,
+    ) -> None:
+        self.spec = spec
+        self.client = client
+        self.recorder = recorder
+        self.clock = clock
+        self.webhook = _webhook(spec, webhook_secret)
+        self.notify_cooldown = notify_cooldown
+
+    def _policy(self, t: Tracked) -> machine.Policy:
+        return machine.Policy(
+            stuck_after=datetime.timedelta(seconds=self.spec.stuck_after),
+            max_forced_logouts=self.spec.max_forced_logouts,
+            notify_cooldown=self.notify_cooldown,
+            notifications_enabled=t.spec.notify,
+        )
+
+    async def __call__(self, t: Tracked) -> float | None:
+        """Observe, decide, act, record. Returns the loop time of the next probe (None: none)."""
+        if t.spec.suspend:
+            await self.recorder.commit(t, machine.suspended(t.state, self.clock.now()))
+            return None
+        obs = await self.observe(t)
+        if obs.outcome is not Outcome.FAILED:
+            self.recorder.reachable(True)
+        decision = await self._decide(t, obs)
+        follow_up = await self.act(t, decision.actions)
+        if follow_up is not None:
+            decision = await self._decide(t, follow_up)
+        interval_at = self.clock.monotonic() + self.spec.probe_interval
+        if decision.recheck_at is None:
+            return interval_at
+        # A little after the deadline, so that the deadline has really passed when we look.
+        return min(interval_at, self.clock.loop_time(decision.recheck_at) + 0.5)
+
+    async def _decide(self, t: Tracked, obs: Observation) -> machine.Decision:
+        decision = machine.reconcile(t.state, obs, self.clock.now(), self._policy(t))
+        await self.recorder.commit(t, decision.state)
+        self.recorder.emit(t, decision.actions)
+        return decision
+
+    # -- observing ------------------------------------------------------------------------------
+
+    async def observe(self, t: Tracked) -> Observation:
+        try:
+            if not t.exists:
+                await self._ensure_created(t)
+            if not t.webhook_checked:
+                await self._ensure_webhook(t)
+            if t.spec.pair_requested_at and t.spec.pair_requested_at != t.member.pair_handled:
+                answer = await self._start_pairing(t)
+                t.member.pair_handled = t.spec.pair_requested_at  # only once answered: a failed call is retried
+                return self._pairing_observation(t, answer)
+            return await self._look(t)
+        except evo_errors.InstanceNotFound:
+            t.exists = False
+            return Observation(Outcome.MISSING)
+        except evo_errors.EvolutionUnavailable as exc:
+            return Observation(Outcome.FAILED, error=failure_reason(exc))
+        except evo_errors.EvolutionError as exc:
+            logger.warning("probing %s: %s", t.spec.instance_name, exc)
+            return Observation(Outcome.FAILED, error=type(exc).__name__)
+
+    async def _look(self, t: Tracked) -> Observation:
+        state = (await self.client.connection_state(t.spec.instance_name)).state
+        now = self.clock.now()
+        move = move_after(state, t.state.phase, t.code.valid(now) is not None)
+        if move is Move.START_PAIRING:
+            return self._pairing_observation(t, await self._start_pairing(t))
+        if move is Move.NEW_CODE:
+            return self._pairing_observation(t, await self.client.connect(t.spec.instance_name), same_socket=True)
+        reason = 200 if state == "open" else None
+        if state == "close":
+            reason = await self._close_reason(t)
+        return Observation(Outcome.STATE, state=state, reason=reason, code_valid_until=t.code.valid(now))
+
+    def _pairing_observation(self, t: Tracked, answer: QRCode | EvoState, *, same_socket: bool = False) -> Observation:
+        """Make sense of a connect answer: a code not seen before is a live pairing code, recorded
+        for the application; the same code again is stale."""
+        if isinstance(answer, EvoState):
+            state = answer.state
+            return Observation(Outcome.STATE, state=state, reason=200 if state == "open" else None)
+        now = self.clock.now()
+        secret = answer.pairing_code or answer.code
+        if secret:
+            generated_at = t.code.see(secret, now, same_socket=same_socket)
+            if generated_at is not None and answer.pairing_code:
+                self.recorder.pairing_code(t, answer.pairing_code, generated_at)
+        return Observation(Outcome.STATE, state="connecting", code_valid_until=t.code.valid(now))
+
+    async def _close_reason(self, t: Tracked) -> int | None:
+        """connectionState has no reason; fetchInstances has the last terminal one, and Evolution
+        writes `close` to its database only on a terminal close (never on transient reconnects or
+        the QR-limit stop), so the reason is trusted only while the row says `close`. Clocks of
+        two hosts are never compared."""
+        if t.state.state == "close" and t.state.status_reason is not None:
+            return t.state.status_reason  # already known: no extra call on steady state
+        rows = await self.client.fetch_instances(t.spec.instance_name)
+        row = next((r for r in rows if r.name == t.spec.instance_name), None)
+        if row is None or row.connection_status != "close":
+            return None
+        return row.disconnection_reason_code
+
+    # -- talking to Evolution -------------------------------------------------------------------
+
+    def _number(self, t: Tracked) -> str | None:
+        if t.spec.pairing_method != "pairingCode":
+            return None
+        try:
+            return evolution_number(normalize_phone(t.spec.phone))
+        except InvalidPhoneNumber as exc:
+            self.recorder.event(t, "Warning", "InvalidPhoneNumber", str(exc))
+            return None
+
+    async def _ensure_created(self, t: Tracked) -> None:
+        try:
+            token = secrets.token_hex(16).upper()  # distinct per instance; the operator uses the global key
+            await self.client.create_instance(t.spec.instance_name, token=token, webhook=self.webhook)
+            t.webhook_checked = True
+        except evo_errors.NameInUse:  # it exists already: adopt it, webhook checked at this probe
+            pass
+        t.exists = True
+
+    async def _ensure_webhook(self, t: Tracked) -> None:
+        """Once per instance and prober (a start, a changed server spec): an instance created before,
+        or by someone else, gets our webhook too. Without a webhook URL there is nothing to check."""
+        try:
+            wanted = self.webhook
+            if wanted is not None and await self.client.find_webhook(t.spec.instance_name) != wanted:
+                await self.client.set_webhook(t.spec.instance_name, wanted)
+        except (evo_errors.EvolutionUnavailable, evo_errors.InstanceNotFound):
+            raise  # the probe fails, or finds the instance gone, as it would have without this check
+        except evo_errors.EvolutionError as exc:
+            # Not retried until the prober restarts: a refusal costs one warning, not one per probe.
+            logger.warning("setting the webhook of %s: %s", t.spec.instance_name, exc)
+        t.webhook_checked = True
+
+    async def _start_pairing(self, t: Tracked) -> QRCode | EvoState:
+        return await self.client.connect(t.spec.instance_name, number=self._number(t))
+
+    # -- remediation ----------------------------------------------------------------------------
+
+    async def act(self, t: Tracked, actions: tuple[machine.Action, ...]) -> Observation | None:
+        """Carry out remediation; the connect that follows it is observed at once."""
+        try:
+            for action in actions:
+                if isinstance(action, machine.ForceLogout):
+                    # Already closed (NotConnected): the connect below is all that is needed.
+                    with contextlib.suppress(evo_errors.NotConnected):
+                        await self.client.logout(t.spec.instance_name)
+                    await self._until_closed(t)
+                    t.forced = True
+                    t.code.forget()
+                    return self._pairing_observation(t, await self._start_pairing(t))
+                if isinstance(action, machine.Recreate):
+                    await self._ensure_created(t)
+                    self.recorder.event(t, "Normal", "Recreated", "recreated on Evolution")
+                    return self._pairing_observation(t, await self._start_pairing(t))
+        except evo_errors.EvolutionError as exc:
+            logger.warning("remediating %s: %s", t.spec.instance_name, exc)
+            return Observation(Outcome.FAILED, error=failure_reason(exc))
+        return None
+
+    async def _until_closed(self, t: Tracked) -> None:
+        """Evolution answers a logout before it closes the socket; a connect before the close would
+        just return the old QR and ignore the number. Wait (briefly) for the close."""
+        for _ in range(LOGOUT_POLLS):
+            if (await self.client.connection_state(t.spec.instance_name)).state == "close":
+                return
+            await asyncio.sleep(LOGOUT_POLL_SECONDS)
+
+
+def _webhook(spec: ServerSpec, secret: str | None) -> WebhookSettings | None:
+    """The webhook every instance of this server gets: our receiver, signed with the shared secret
+    (Evolution sends a JWT made with `jwt_key`, never the key itself)."""
+    if not spec.webhook_url:
+        return None
+    headers = {"jwt_key": secret} if secret else {}
+    return WebhookSettings(url=spec.webhook_url, events=WEBHOOK_EVENTS, headers=headers)
+
+
+def failure_reason(exc: evo_errors.EvolutionError) -> str:
+    """A stable, CamelCase reason for conditions and metrics (never the error text: no churn)."""
+    if isinstance(exc, evo_errors.CircuitOpen):
+        return "CircuitOpen"
+    if isinstance(exc, evo_errors.EvolutionTimeout):
+        return "Timeout"
+    if isinstance(exc, evo_errors.EvolutionUnavailable):
+        return "Unreachable"
+    return type(exc).__name__
+

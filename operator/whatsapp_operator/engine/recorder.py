@@ -1,0 +1,169 @@
+"""What the operator records of one EvolutionServer's instances, and where: `.status` (only what
+changed), Kubernetes Events, and the Postgres mirror's rows. The one place a decision leaves the
+process, so notifications and metrics hook in here."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import kopf
+
+from whatsapp_operator.clock import LoopClock
+from whatsapp_operator.core import machine
+from whatsapp_operator.core.machine import Condition, InstanceState
+from whatsapp_operator.core.pairing import SOCKET_ENDED
+from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.resources import InstanceKey
+from whatsapp_operator.core.status import DATABASE_SYNCED, InstanceStatus, normalize, server_status, status_patch
+from whatsapp_operator.kube import KubeApi, KubeError
+
+if TYPE_CHECKING:
+    from whatsapp_operator.db.mirror import StatusMirror
+    from whatsapp_operator.engine.tracked import Tracked
+
+logger = logging.getLogger(__name__)
+
+
+class Recorder:
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        server: str,
+        kube: KubeApi,
+        mirror: StatusMirror | None,
+        clock: LoopClock,
+        forget: Callable[[InstanceKey], None],
+        wake: Callable[[], None],
+    ) -> None:
+        self.namespace = namespace
+        self.server = server
+        self.kube = kube
+        self.mirror = mirror
+        self.clock = clock
+        self._forget = forget  # the object is gone from the cluster
+        self._wake = wake  # the prober's loop, which writes the server's status
+        self.server_dirty = True  # the EvolutionServer's status needs a look
+        self._written_server: dict[str, Any] = {}
+        self._reachable: bool | None = None
+        self._server_ready: Condition | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- one instance ---------------------------------------------------------------------------
+
+    async def commit(self, t: Tracked, new: InstanceState) -> None:
+        """The machine's new state: record a phase change in the mirror, then write the status."""
+        old = t.state
+        # An equal state keeps the object the status was written from (no second copy in memory).
+        new = normalize(new) if new != old else old
+        if new.phase is not old.phase:
+            self.server_dirty = True
+            if new.phase in SOCKET_ENDED:
+                t.code.forget()
+            if self.mirror is not None:
+                self._mirror_transition(t, old, new)
+            t.forced = False
+        t.member.state = new
+        await self.write_status(t)
+
+    def _mirror_transition(self, t: Tracked, old: InstanceState, new: InstanceState) -> None:
+        assert self.mirror is not None
+        spec = t.spec
+        self.mirror.record_transition(
+            key=str(spec.key),
+            instance=spec.instance_name,
+            driver_id=spec.driver_id,
+            from_phase=old.phase,
+            to_phase=new.phase,
+            state=new.state,
+            reason=new.status_reason,
+            forced=t.forced,
+            at=self.clock.now(),
+        )
+        if new.phase is Phase.CONNECTED:
+            self.mirror.clear_pairing_code(key=str(spec.key), driver_id=spec.driver_id)
+
+    async def write_status(self, t: Tracked) -> None:
+        """PATCH what changed. A probe that found nothing new leaves every input of the status as it
+        was (the machine returns the very same state), and is done after one tuple comparison."""
+        member, spec = t.member, t.spec
+        desired = InstanceStatus(
+            member.state, member.db_condition, spec.instance_name, self.server, spec.generation, member.pair_handled
+        )
+        if desired == member.written:
+            return
+        patch = status_patch(member.written.render(), desired.render())
+        if patch:
+            try:
+                await self.kube.patch_status("whatsappinstances", spec.namespace, spec.name, patch)
+            except KubeError as exc:
+                if exc.status == 404:
+                    self._forget(spec.key)
+                else:  # the next probe tries again
+                    logger.warning("writing the status of %s: %s", spec.key, exc)
+                return
+        member.written = desired
+
+    def database_synced(self, t: Tracked, status: str, reason: str, message: str) -> None:
+        """The mirror's verdict on one instance changed: show it as condition DatabaseSynced."""
+        member = t.member
+        current = (member.db_condition,) if member.db_condition is not None else ()
+        (condition,) = machine.set_condition(current, DATABASE_SYNCED, status, reason, message, self.clock.now())
+        if condition != member.db_condition:
+            member.db_condition = condition
+            self._background.add(task := asyncio.get_running_loop().create_task(self.write_status(t)))
+            task.add_done_callback(self._background.discard)
+
+    def pairing_code(self, t: Tracked, code: str, generated_at: datetime.datetime) -> None:
+        """A new pairing code goes to the application's row, and nowhere else."""
+        if self.mirror is not None and t.code.valid_until is not None:
+            self.mirror.record_pairing_code(
+                key=str(t.spec.key),
+                driver_id=t.spec.driver_id,
+                code=code,
+                generated_at=generated_at,
+                expires_at=t.code.valid_until,
+            )
+
+    def event(self, t: Tracked, type: str, reason: str, message: str) -> None:
+        kopf.event(t.spec.body, type=type, reason=reason, message=message)
+
+    def emit(self, t: Tracked, actions: Iterable[machine.Action]) -> None:
+        for action in actions:
+            if isinstance(action, machine.Event):
+                self.event(t, action.type, action.reason, action.message)
+            elif isinstance(action, machine.Notify):
+                logger.info("%s: driver notification due (%s)", t.spec.key, action.kind)
+
+    # -- the EvolutionServer --------------------------------------------------------------------
+
+    def reachable(self, reachable: bool) -> None:
+        """Ready on the EvolutionServer: unknown until Evolution first answers."""
+        if self._reachable is not reachable:
+            self._reachable = reachable
+            self.server_dirty = True
+            self._wake()
+
+    async def write_server_status(self, breaker: str, phases: Iterable[Phase]) -> None:
+        if not self.server_dirty:
+            return
+        self.server_dirty = False
+        if self._reachable is not None:
+            ready = "True" if self._reachable else "False"
+            if self._server_ready is None or self._server_ready.status != ready:
+                reason = "Reachable" if self._reachable else "BreakerOpen"
+                self._server_ready = Condition("Ready", ready, reason, "", self.clock.now())
+        patch = status_patch(self._written_server, server_status(breaker, phases, self._server_ready))
+        if not patch:
+            return
+        try:
+            await self.kube.patch_status("evolutionservers", self.namespace, self.server, patch)
+        except KubeError as exc:
+            logger.warning("writing the status of EvolutionServer %s/%s: %s", self.namespace, self.server, exc)
+            self.server_dirty = True
+            return
+        self._written_server.update(patch)

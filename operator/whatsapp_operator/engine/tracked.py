@@ -1,0 +1,32 @@
+"""A prober's record of one instance it tracks: the fleet's member plus what only this prober run knows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from whatsapp_operator.core.machine import InstanceState
+from whatsapp_operator.core.pairing import CodeWatch
+from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.resources import InstanceSpec
+from whatsapp_operator.engine.fleet import Member
+
+
+@dataclasses.dataclass(slots=True)
+class Tracked:
+    member: Member
+    code: CodeWatch = dataclasses.field(default_factory=CodeWatch)
+    exists: bool = False  # the Evolution instance is known to exist
+    forced: bool = False  # the next recorded transition follows a forced logout
+    webhook_checked: bool = False  # the Evolution instance's webhook is known to be ours, once per prober run
+
+    @classmethod
+    def of(cls, member: Member) -> Tracked:
+        return cls(member=member, exists=member.state.phase is not Phase.PENDING)
+
+    @property
+    def spec(self) -> InstanceSpec:
+        return self.member.spec
+
+    @property
+    def state(self) -> InstanceState:
+        return self.member.state
