@@ -1,8 +1,7 @@
 """Every live WhatsAppInstance this replica knows, with its state held once.
 
-Not a kopf index: kopf holds every handler back until its indices are complete, and that wait grows
-with the square of the object count (529 s before the first probe after a restart at 10,000
-instances).
+Not a kopf index: kopf holds every handler back until its indices are complete, a wait that grows
+with the square of the object count (docs/architecture.md, "Probing").
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The queue's worker: takes due webhooks from the inbox and processes them, a few at a time.
 
-The original plan's semantics (its Phase 6 BullMQ queue): 3 attempts, exponential backoff from 5 s,
-up to 5 processed in parallel, failed jobs kept (here: status `dead`, replayed with
-`whatsapp-operator webhooks replay`). The receiver wakes the worker after each new webhook; it also
-looks every `poll_seconds` for retries that became due and for jobs replayed from elsewhere.
+3 attempts, exponential backoff from 5 s, up to 5 processed in parallel, failed jobs kept (status
+`dead`, replayed with `whatsapp-operator webhooks replay`). The receiver wakes the worker after each
+new webhook; it also looks every `poll_seconds` for retries that became due and for jobs replayed
+from elsewhere.
 """
 
 from __future__ import annotations
