@@ -6,15 +6,15 @@ It counts consecutive failed calls; at the threshold it opens and refuses every 
 opens it again for another `open_seconds`. It knows nothing about HTTP: the caller says which
 exceptions are failures.
 
-Time comes from the running event loop by default, so that tests can fast-forward it (looptime).
+Pure: the owner passes the clock (the operator's is the event loop's, so that tests fast-forward it
+with looptime), and `guard` is a plain context manager that works around awaits in async code.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class BreakerState(enum.StrEnum):
@@ -38,23 +38,20 @@ class CircuitOpenError(Exception):
         self.retry_after = retry_after
 
 
-def _loop_time() -> float:
-    return asyncio.get_running_loop().time()
-
-
 class CircuitBreaker:
     """Closed -> Open after `failure_threshold` consecutive failed calls; Open -> HalfOpen after
     `open_seconds`, admitting one trial; HalfOpen -> Closed or Open by the trial's outcome.
 
-    `on_change(old, new)` is called synchronously on every transition, so that the owner can publish
-    the state only when it changes; it must not raise.
+    `clock()` is monotonic time in seconds. `on_change(old, new)` is called synchronously on every
+    transition, so that the owner can publish the state only when it changes; it must not raise.
     """
 
     def __init__(
         self,
         failure_threshold: int = 5,
         open_seconds: float = 60.0,
-        clock: Callable[[], float] | None = None,
+        *,
+        clock: Callable[[], float],
         on_change: Callable[[BreakerState, BreakerState], None] | None = None,
     ) -> None:
         if failure_threshold < 1:
@@ -63,7 +60,7 @@ class CircuitBreaker:
             raise ValueError(f"open_seconds must not be negative, got {open_seconds}")
         self.failure_threshold = failure_threshold
         self.open_seconds = open_seconds
-        self._clock = clock or _loop_time
+        self._clock = clock
         self._on_change = on_change
         self._state = BreakerState.CLOSED
         self._failures = 0
@@ -79,14 +76,15 @@ class CircuitBreaker:
     def state(self) -> BreakerState:
         return self._state
 
-    @asynccontextmanager
-    async def guard(self, failures: tuple[type[BaseException], ...] = (Exception,)) -> AsyncIterator[None]:
+    @contextmanager
+    def guard(self, failures: tuple[type[BaseException], ...] = (Exception,)) -> Iterator[None]:
         """Run the body as one call through the breaker, or raise `CircuitOpenError` without running it.
 
         Leaving with an exception of the `failures` types is a failure. Leaving normally, or with any
         other `Exception`, is a success: the dependency answered, even if the answer was an error.
-        Leaving by cancellation counts as neither; a cancelled trial frees the half-open slot so that
-        the next call becomes the trial instead of the breaker staying half-open forever.
+        Leaving by cancellation (a BaseException, thrown in here by `with`) counts as neither; a cancelled
+        trial frees the half-open slot so that the next call becomes the trial instead of the breaker
+        staying half-open forever.
         """
         epoch = self._admit()
         try:

@@ -53,7 +53,9 @@ class ServerProber:
         self.name = name
         self.spec = spec
         self.clock = LoopClock()
-        self.breaker = CircuitBreaker(spec.failure_threshold, spec.open_seconds, on_change=self._breaker_changed)
+        self.breaker = CircuitBreaker(
+            spec.failure_threshold, spec.open_seconds, clock=self.clock.monotonic, on_change=self._breaker_changed
+        )
         self.client = EvolutionClient(
             spec.url,
             api_key,

@@ -98,7 +98,7 @@ class EvolutionClient:
     jitter in between; any other answer is final. The breaker sees each call once, after its retries:
     an exhausted `EvolutionUnavailable` is a failure, any answer from the server (even a 404) a success.
     While it is open, calls raise `CircuitOpen` without a request. Without a `breaker` the client
-    makes its own with the default thresholds.
+    makes its own with the default thresholds, timed by the running event loop.
 
     Phone numbers are taken in Evolution's form, digits with the country code (`phone.evolution_number`);
     sendText is at-least-once (a timed-out send is retried and may have been delivered).
@@ -119,7 +119,7 @@ class EvolutionClient:
         if attempts < 1:
             raise ValueError(f"attempts must be at least 1, got {attempts}")
         self.base_url = base_url.rstrip("/")
-        self.breaker = breaker or CircuitBreaker()
+        self.breaker = breaker or CircuitBreaker(clock=_loop_time)
         self._timeout = timeout
         self._attempts = attempts
         self._backoff_base = backoff_base
@@ -302,10 +302,14 @@ class EvolutionClient:
             reraise=True,
         )
         try:
-            async with self.breaker.guard(failures=(EvolutionUnavailable,)):
+            with self.breaker.guard(failures=(EvolutionUnavailable,)):
                 return await retrying(attempt)
         except CircuitOpenError as exc:
             raise CircuitOpen(str(exc), operation=operation, instance=instance, retry_after=exc.retry_after) from None
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def _ignore(body: Any) -> None:

@@ -446,7 +446,7 @@ async def test_logout_of_a_closed_instance_is_not_connected() -> None:
 )
 async def test_send_text_from_a_disconnected_instance_is_not_a_server_failure(answer: httpx.Response) -> None:
     fake = FakeEvolution(answer)
-    breaker = CircuitBreaker(failure_threshold=1)
+    breaker = CircuitBreaker(failure_threshold=1, clock=asyncio.get_running_loop().time)
     async with client_for(fake, breaker=breaker) as client:
         with pytest.raises(NotConnected):
             await client.send_text("sender", "5511987654321", "Olá")
@@ -567,7 +567,7 @@ async def test_a_success_status_with_a_body_that_is_not_evolutions_is_malformed(
 
 async def test_breaker_opens_after_five_failed_calls_and_then_sends_nothing(looptime: float) -> None:
     fake = FakeEvolution(UNAVAILABLE)
-    breaker = CircuitBreaker()
+    breaker = CircuitBreaker(clock=asyncio.get_running_loop().time)
     async with client_for(fake, breaker=breaker) as client:
         for _ in range(4):
             with pytest.raises(EvolutionUnavailable):
@@ -594,7 +594,7 @@ async def test_breaker_opens_after_five_failed_calls_and_then_sends_nothing(loop
 
 async def test_any_http_answer_proves_the_server_is_up() -> None:
     fake = FakeEvolution(UNAVAILABLE)
-    breaker = CircuitBreaker()
+    breaker = CircuitBreaker(clock=asyncio.get_running_loop().time)
     async with client_for(fake, breaker=breaker) as client:
         for answer, calls in ((UNAVAILABLE, 4), (INSTANCE_MISSING, 1), (UNAVAILABLE, 4)):
             fake.answers = [answer]

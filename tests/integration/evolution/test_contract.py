@@ -43,8 +43,8 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 @pytest.fixture
-def breaker() -> CircuitBreaker:
-    return CircuitBreaker()
+async def breaker() -> CircuitBreaker:
+    return CircuitBreaker(clock=asyncio.get_running_loop().time)
 
 
 @pytest.fixture

@@ -1,33 +1,38 @@
 import asyncio
+import time
+from typing import Any
 
 import pytest
 
 from whatsapp_operator.core.breaker import BreakerState, CircuitBreaker, CircuitOpenError
 
 
-async def fail(breaker: CircuitBreaker) -> None:
-    with pytest.raises(ConnectionError):
-        async with breaker.guard():
-            raise ConnectionError("connection refused")
+def loop_breaker(**kwargs: Any) -> CircuitBreaker:
+    """A breaker timed by the event loop, as the operator's are, so that looptime fast-forwards it."""
+    return CircuitBreaker(clock=asyncio.get_running_loop().time, **kwargs)
 
 
-async def succeed(breaker: CircuitBreaker) -> None:
-    async with breaker.guard():
+def fail(breaker: CircuitBreaker) -> None:
+    with pytest.raises(ConnectionError), breaker.guard():
+        raise ConnectionError("connection refused")
+
+
+def succeed(breaker: CircuitBreaker) -> None:
+    with breaker.guard():
         pass
 
 
-async def refused(breaker: CircuitBreaker) -> CircuitOpenError:
+def refused(breaker: CircuitBreaker) -> CircuitOpenError:
     ran = False
-    with pytest.raises(CircuitOpenError) as info:
-        async with breaker.guard():
-            ran = True
+    with pytest.raises(CircuitOpenError) as info, breaker.guard():
+        ran = True
     assert not ran, "a refused call must not run"
     return info.value
 
 
-async def open_breaker(breaker: CircuitBreaker) -> None:
+def open_breaker(breaker: CircuitBreaker) -> None:
     for _ in range(breaker.failure_threshold):
-        await fail(breaker)
+        fail(breaker)
     assert breaker.state is BreakerState.OPEN
 
 
@@ -40,7 +45,7 @@ class HeldCall:
         self.task = asyncio.create_task(self._run(breaker))
 
     async def _run(self, breaker: CircuitBreaker) -> None:
-        async with breaker.guard(failures=(ConnectionError,)):
+        with breaker.guard(failures=(ConnectionError,)):
             self.entered.set()
             error = await self.outcome
             if error is not None:
@@ -53,40 +58,40 @@ class HeldCall:
 
 @pytest.mark.looptime
 async def test_opens_on_the_fifth_consecutive_failure_not_the_fourth() -> None:
-    breaker = CircuitBreaker()
+    breaker = loop_breaker()
     for _ in range(4):
-        await fail(breaker)
+        fail(breaker)
     assert breaker.state is BreakerState.CLOSED
-    await succeed(breaker)  # a fifth call still goes through
+    succeed(breaker)  # a fifth call still goes through
 
     for _ in range(4):
-        await fail(breaker)
+        fail(breaker)
     assert breaker.state is BreakerState.CLOSED
-    await fail(breaker)
+    fail(breaker)
     assert breaker.state is BreakerState.OPEN
-    assert (await refused(breaker)).retry_after == 60.0
+    assert refused(breaker).retry_after == 60.0
 
 
 @pytest.mark.looptime
 async def test_a_success_while_closed_resets_the_count() -> None:
-    breaker = CircuitBreaker(failure_threshold=3)
-    await fail(breaker)
-    await fail(breaker)
-    await succeed(breaker)
-    await fail(breaker)
-    await fail(breaker)
+    breaker = loop_breaker(failure_threshold=3)
+    fail(breaker)
+    fail(breaker)
+    succeed(breaker)
+    fail(breaker)
+    fail(breaker)
     assert breaker.state is BreakerState.CLOSED
-    await fail(breaker)
+    fail(breaker)
     assert breaker.state is BreakerState.OPEN
 
 
 @pytest.mark.looptime
 async def test_refuses_until_open_seconds_pass_then_lets_exactly_one_trial_through() -> None:
-    breaker = CircuitBreaker()
-    await open_breaker(breaker)
+    breaker = loop_breaker()
+    open_breaker(breaker)
 
     await asyncio.sleep(59.9)
-    error = await refused(breaker)
+    error = refused(breaker)
     assert error.retry_after == pytest.approx(0.1)
     assert str(error) == "circuit breaker is open: retry in 0.1s"
     assert breaker.state is BreakerState.OPEN
@@ -95,46 +100,46 @@ async def test_refuses_until_open_seconds_pass_then_lets_exactly_one_trial_throu
     trial = HeldCall(breaker)
     await trial.entered.wait()
     assert breaker.state is BreakerState.HALF_OPEN
-    error = await refused(breaker)
+    error = refused(breaker)
     assert error.retry_after is None
     assert str(error) == "circuit breaker is open: a trial call is in flight"
 
     await trial.finish()
     assert breaker.state is BreakerState.CLOSED
-    await succeed(breaker)
+    succeed(breaker)
 
 
 @pytest.mark.looptime
 async def test_after_a_successful_trial_it_takes_the_full_threshold_to_open_again() -> None:
-    breaker = CircuitBreaker()
-    await open_breaker(breaker)
+    breaker = loop_breaker()
+    open_breaker(breaker)
     await asyncio.sleep(60)
-    await succeed(breaker)
+    succeed(breaker)
     for _ in range(4):
-        await fail(breaker)
+        fail(breaker)
     assert breaker.state is BreakerState.CLOSED
 
 
 @pytest.mark.looptime
 async def test_a_failed_trial_reopens_for_another_open_period(looptime: float) -> None:
-    breaker = CircuitBreaker()
-    await open_breaker(breaker)
+    breaker = loop_breaker()
+    open_breaker(breaker)
     await asyncio.sleep(60)
-    await fail(breaker)
+    fail(breaker)
     assert breaker.state is BreakerState.OPEN
     assert looptime == 60
 
     await asyncio.sleep(59.9)
-    assert (await refused(breaker)).retry_after == pytest.approx(0.1)
+    assert refused(breaker).retry_after == pytest.approx(0.1)
     await asyncio.sleep(0.1)
-    await succeed(breaker)
+    succeed(breaker)
     assert breaker.state is BreakerState.CLOSED
 
 
 @pytest.mark.looptime
 async def test_a_cancelled_trial_lets_the_next_call_be_the_trial() -> None:
-    breaker = CircuitBreaker()
-    await open_breaker(breaker)
+    breaker = loop_breaker()
+    open_breaker(breaker)
     await asyncio.sleep(60)
     trial = HeldCall(breaker)
     await trial.entered.wait()
@@ -144,43 +149,41 @@ async def test_a_cancelled_trial_lets_the_next_call_be_the_trial() -> None:
         await trial.task
     assert breaker.state is BreakerState.HALF_OPEN
 
-    await succeed(breaker)
+    succeed(breaker)
     assert breaker.state is BreakerState.CLOSED
 
 
 @pytest.mark.looptime
 async def test_exceptions_outside_failures_mean_the_dependency_answered() -> None:
-    breaker = CircuitBreaker(failure_threshold=2)
-    await fail(breaker)
-    with pytest.raises(LookupError):
-        async with breaker.guard(failures=(ConnectionError,)):
-            raise LookupError("no such instance")
-    await fail(breaker)
+    breaker = loop_breaker(failure_threshold=2)
+    fail(breaker)
+    with pytest.raises(LookupError), breaker.guard(failures=(ConnectionError,)):
+        raise LookupError("no such instance")
+    fail(breaker)
     assert breaker.state is BreakerState.CLOSED  # the LookupError reset the count
 
-    await fail(breaker)
+    fail(breaker)
     assert breaker.state is BreakerState.OPEN
     await asyncio.sleep(60)
-    with pytest.raises(LookupError):
-        async with breaker.guard(failures=(ConnectionError,)):
-            raise LookupError("no such instance")
+    with pytest.raises(LookupError), breaker.guard(failures=(ConnectionError,)):
+        raise LookupError("no such instance")
     assert breaker.state is BreakerState.CLOSED
 
 
 @pytest.mark.looptime
 async def test_outcomes_of_calls_admitted_before_a_transition_are_ignored() -> None:
-    breaker = CircuitBreaker(failure_threshold=2)
+    breaker = loop_breaker(failure_threshold=2)
     slow_success = HeldCall(breaker)
     slow_failure = HeldCall(breaker)
     await asyncio.gather(slow_success.entered.wait(), slow_failure.entered.wait())
-    await open_breaker(breaker)
+    open_breaker(breaker)
 
     await slow_success.finish()
     assert breaker.state is BreakerState.OPEN
 
     await asyncio.sleep(60)
-    await succeed(breaker)
-    await fail(breaker)
+    succeed(breaker)
+    fail(breaker)
     await slow_failure.finish(ConnectionError("late"))
     assert breaker.state is BreakerState.CLOSED  # one fresh failure, the stale one not counted
 
@@ -188,14 +191,14 @@ async def test_outcomes_of_calls_admitted_before_a_transition_are_ignored() -> N
 @pytest.mark.looptime
 async def test_on_change_reports_every_transition_once() -> None:
     changes: list[tuple[BreakerState, BreakerState]] = []
-    breaker = CircuitBreaker(failure_threshold=1, open_seconds=10, on_change=lambda *c: changes.append(c))
-    await fail(breaker)
-    await refused(breaker)
+    breaker = loop_breaker(failure_threshold=1, open_seconds=10, on_change=lambda *c: changes.append(c))
+    fail(breaker)
+    refused(breaker)
     await asyncio.sleep(10)
-    await fail(breaker)
+    fail(breaker)
     await asyncio.sleep(10)
-    await succeed(breaker)
-    await succeed(breaker)
+    succeed(breaker)
+    succeed(breaker)
     assert changes == [
         (BreakerState.CLOSED, BreakerState.OPEN),
         (BreakerState.OPEN, BreakerState.HALF_OPEN),
@@ -205,14 +208,14 @@ async def test_on_change_reports_every_transition_once() -> None:
     ]
 
 
-async def test_an_injected_clock_replaces_the_loop_clock() -> None:
+def test_time_is_the_given_clock() -> None:
     now = [1000.0]
     breaker = CircuitBreaker(failure_threshold=1, open_seconds=30, clock=lambda: now[0])
-    await fail(breaker)
+    fail(breaker)
     now[0] += 29.5
-    assert (await refused(breaker)).retry_after == pytest.approx(0.5)
+    assert refused(breaker).retry_after == pytest.approx(0.5)
     now[0] += 0.5
-    await succeed(breaker)
+    succeed(breaker)
     assert breaker.state is BreakerState.CLOSED
 
 
@@ -229,4 +232,4 @@ def test_states_are_the_strings_shown_in_the_status() -> None:
 )
 def test_rejects_nonsense_thresholds(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        CircuitBreaker(**kwargs)  # type: ignore[arg-type]
+        CircuitBreaker(**kwargs, clock=time.monotonic)  # type: ignore[arg-type]
