@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # One stamp per set of extras: the demo (and the benchmarks) need embedded Postgres, the Kubernetes
-# API emulator and rich; the tests need those and pytest, looptime and ruff.
+# API emulator and rich; the tests need those and pytest, looptime, ruff and import-linter.
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
 
@@ -24,8 +24,10 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 
 install: $(TEST_STAMP)
 
+# lint-imports checks the layering contracts in pyproject.toml ([tool.importlinter]).
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check operator tests bench
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest
@@ -41,4 +43,4 @@ bench: $(DEMO_STAMP)
 	$(BIN)/python -m bench.webhooks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache
