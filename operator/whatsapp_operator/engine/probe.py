@@ -22,7 +22,7 @@ from whatsapp_operator.engine.recorder import Recorder
 from whatsapp_operator.engine.tracked import Tracked
 from whatsapp_operator.evolution import EvolutionClient
 from whatsapp_operator.evolution import errors as evo_errors
-from whatsapp_operator.evolution.models import InstanceState as EvoState
+from whatsapp_operator.evolution.models import LiveState as EvoState
 from whatsapp_operator.evolution.models import QRCode, WebhookSettings
 
 logger = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from whatsapp_operator.evolution.models import (
     ConnectResult,
     CreatedInstance,
     InstanceInfo,
-    InstanceState,
+    LiveState,
     SentMessage,
     WebhookSettings,
     connect_result,
@@ -177,7 +177,7 @@ class EvolutionClient:
 
     async def connect(self, name: str, *, number: str | None = None) -> ConnectResult:
         """Start connecting a closed instance (pairing-code mode with `number`) or read the
-        current code of a connecting one; an open instance answers `InstanceState`."""
+        current code of a connecting one; an open instance answers `LiveState`."""
         params = None if number is None else {"number": _digits(number)}
         return await self._call(
             "connect",
@@ -189,9 +189,9 @@ class EvolutionClient:
             server_wait=CONNECT_WAIT,
         )
 
-    async def connection_state(self, name: str) -> InstanceState:
+    async def connection_state(self, name: str) -> LiveState:
         return await self._call(
-            "connection_state", name, InstanceState.from_json, "GET", _path("/instance/connectionState/{}", name)
+            "connection_state", name, LiveState.from_json, "GET", _path("/instance/connectionState/{}", name)
         )
 
     async def logout(self, name: str) -> None:

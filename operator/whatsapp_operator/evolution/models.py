@@ -50,8 +50,9 @@ def _object(value: Any) -> Mapping[str, Any]:
 
 
 @dataclass(frozen=True)
-class InstanceState:
-    """``{"instance": {"instanceName", "state"}}``: connectionState's answer, and connect's on an open instance.
+class LiveState:
+    """``{"instance": {"instanceName", "state"}}``: the state Evolution holds in memory, as connectionState
+    answers it (and connect on an open instance); fetchInstances' `connectionStatus` lags it.
 
     `state` is None when the instance exists in Evolution's database but is not loaded in its memory.
     """
@@ -90,12 +91,12 @@ class QRCode:
         )
 
 
-ConnectResult = InstanceState | QRCode
-"""connect and restart answer either "already open" (an `InstanceState`) or the current `QRCode`."""
+ConnectResult = LiveState | QRCode
+"""connect and restart answer either "already open" (a `LiveState`) or the current `QRCode`."""
 
 
 def connect_result(body: Any) -> ConnectResult:
-    return InstanceState.from_json(body) if "instance" in _object(body) else QRCode.from_json(body)
+    return LiveState.from_json(body) if "instance" in _object(body) else QRCode.from_json(body)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ HEADER = "X-Webhook-Secret"
 LEEWAY_SECONDS = 60  # clock skew between Evolution's host and ours
 
 
-class Unauthorized(Exception):
+class BadCredentials(Exception):
     """Answered 401 (Evolution does not retry it). The message never quotes what was presented."""
 
 
@@ -23,7 +23,7 @@ class NoSecretYet(Exception):
 
 
 def authenticate(headers: Mapping[str, str], secrets: Iterable[str]) -> None:
-    """Passes if the request proves one of `secrets` (one per EvolutionServer); raises Unauthorized,
+    """Passes if the request proves one of `secrets` (one per EvolutionServer); raises BadCredentials,
     or NoSecretYet when there is nothing to check against."""
     known = [s for s in secrets if s]
     if not known:
@@ -34,15 +34,15 @@ def authenticate(headers: Mapping[str, str], secrets: Iterable[str]) -> None:
         for secret in known:
             if _valid_token(token, secret):
                 return
-        raise Unauthorized("the bearer token is not signed with a known secret, or has expired")
+        raise BadCredentials("the bearer token is not signed with a known secret, or has expired")
     presented = headers.get(HEADER)
     if presented is not None:
         # Header bytes that are not UTF-8 arrive as lone surrogates (aiohttp decodes with surrogateescape).
         presented_bytes = presented.encode("utf-8", "surrogateescape")
         if any(hmac.compare_digest(presented_bytes, secret.encode()) for secret in known):
             return
-        raise Unauthorized(f"the {HEADER} header does not match a known secret")
-    raise Unauthorized(f"no credentials: expected 'Authorization: Bearer <JWT>' or {HEADER}")
+        raise BadCredentials(f"the {HEADER} header does not match a known secret")
+    raise BadCredentials(f"no credentials: expected 'Authorization: Bearer <JWT>' or {HEADER}")
 
 
 def _valid_token(token: str, secret: str) -> bool:

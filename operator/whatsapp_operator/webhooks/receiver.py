@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from aiohttp import web
 
 from whatsapp_operator.clock import LoopClock
-from whatsapp_operator.webhooks.auth import NoSecretYet, Unauthorized, authenticate
+from whatsapp_operator.webhooks.auth import BadCredentials, NoSecretYet, authenticate
 from whatsapp_operator.webhooks.envelope import InvalidWebhook, parse
 from whatsapp_operator.webhooks.inbox import Inbox, InboxUnavailable
 
@@ -46,7 +46,7 @@ class WebhookReceiver:
     async def receive(self, request: web.Request) -> web.Response:
         try:
             authenticate(request.headers, self.secrets())
-        except Unauthorized as exc:
+        except BadCredentials as exc:
             return self._reject(401, str(exc))
         except NoSecretYet as exc:
             return self._unavailable(str(exc))

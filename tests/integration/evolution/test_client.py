@@ -22,7 +22,7 @@ from whatsapp_operator.evolution import (
     EvolutionUnavailable,
     InstanceInfo,
     InstanceNotFound,
-    InstanceState,
+    LiveState,
     MalformedResponse,
     NameInUse,
     NotConnected,
@@ -180,7 +180,7 @@ async def test_connect_with_number_asks_for_a_pairing_code() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ({"instance": {"instanceName": NAME, "state": "open"}}, InstanceState(NAME, ConnectionState.OPEN)),
+        ({"instance": {"instanceName": NAME, "state": "open"}}, LiveState(NAME, ConnectionState.OPEN)),
         ({"count": 3}, QRCode(count=3)),  # Evolution answered before the socket produced a code
         (
             {"pairingCode": None, "code": QR_PAYLOAD, "base64": QR_IMAGE, "count": 2},
@@ -205,7 +205,7 @@ async def test_connect_answers_open_or_the_current_code(body: dict[str, Any], ex
 async def test_connection_state(instance: dict[str, str], expected: ConnectionState | None) -> None:
     fake = FakeEvolution(httpx.Response(200, json={"instance": instance}))
     async with client_for(fake) as client:
-        assert await client.connection_state(NAME) == InstanceState(NAME, expected)
+        assert await client.connection_state(NAME) == LiveState(NAME, expected)
     assert (fake.last.method, fake.last.url.path) == ("GET", f"/instance/connectionState/{NAME}")
 
 
@@ -226,7 +226,7 @@ async def test_logout_and_delete() -> None:
 async def test_restart_answers_like_connect() -> None:
     fake = FakeEvolution(OK_STATE)
     async with client_for(fake) as client:
-        assert await client.restart(NAME) == InstanceState(NAME, ConnectionState.OPEN)
+        assert await client.restart(NAME) == LiveState(NAME, ConnectionState.OPEN)
     assert (fake.last.method, fake.last.url.path) == ("POST", f"/instance/restart/{NAME}")
 
 
@@ -493,7 +493,7 @@ async def test_three_attempts_on_503_with_exponential_backoff_and_jitter() -> No
 async def test_a_retry_that_succeeds_is_invisible() -> None:
     fake = FakeEvolution(SERVER_ERROR, OK_STATE)
     async with client_for(fake) as client:
-        assert await client.connection_state(NAME) == InstanceState(NAME, ConnectionState.OPEN)
+        assert await client.connection_state(NAME) == LiveState(NAME, ConnectionState.OPEN)
     assert len(fake.requests) == 2
 
 
@@ -587,7 +587,7 @@ async def test_breaker_opens_after_five_failed_calls_and_then_sends_nothing(loop
 
         fake.answers = [OK_STATE]
         await asyncio.sleep(opened_at + 60 - float(looptime))
-        assert await client.connection_state(NAME) == InstanceState(NAME, ConnectionState.OPEN)
+        assert await client.connection_state(NAME) == LiveState(NAME, ConnectionState.OPEN)
         assert breaker.state is BreakerState.CLOSED
         assert len(fake.requests) == 16
 

@@ -16,7 +16,7 @@ from whatsapp_operator.evolution import (
     EvolutionTimeout,
     EvolutionUnavailable,
     InstanceNotFound,
-    InstanceState,
+    LiveState,
     NameInUse,
     NotConnected,
     NumberNotOnWhatsApp,
@@ -109,7 +109,7 @@ async def test_connect_with_a_number_gives_a_pairing_code_until_paired(client: E
 
     sim.act("drv-1", "pair")
     await asyncio.sleep(5)
-    assert await client.connect("drv-1") == InstanceState("drv-1", ConnectionState.OPEN)
+    assert await client.connect("drv-1") == LiveState("drv-1", ConnectionState.OPEN)
 
 
 async def test_connect_in_qr_mode_has_no_pairing_code(client: EvolutionClient) -> None:
@@ -124,7 +124,7 @@ async def test_connect_in_qr_mode_has_no_pairing_code(client: EvolutionClient) -
 
 async def test_connection_state_of_each_state(client: EvolutionClient, sim: Simulator) -> None:
     await client.create_instance("drv-1", token="t")
-    assert await client.connection_state("drv-1") == InstanceState("drv-1", ConnectionState.CLOSE)
+    assert await client.connection_state("drv-1") == LiveState("drv-1", ConnectionState.CLOSE)
     await paired(client, sim, "drv-2")
     sim.act("drv-2", "drop", reason=428)  # transient: Evolution reconnects by itself
     assert (await client.connection_state("drv-2")).state is ConnectionState.CONNECTING
@@ -163,7 +163,7 @@ async def test_restart_reconnects_an_open_instance_and_fails_on_a_closed_one(
     client: EvolutionClient, sim: Simulator
 ) -> None:
     await paired(client, sim, "drv-1")
-    assert await client.restart("drv-1") == InstanceState("drv-1", ConnectionState.OPEN)
+    assert await client.restart("drv-1") == LiveState("drv-1", ConnectionState.OPEN)
     await asyncio.sleep(5)
     assert (await client.connection_state("drv-1")).state is ConnectionState.OPEN
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.webhook_samples import SECRET, token
 from whatsapp_operator.devkit.simulator.webhooks import _webhook_jwt
-from whatsapp_operator.webhooks.auth import HEADER, NoSecretYet, Unauthorized, authenticate
+from whatsapp_operator.webhooks.auth import HEADER, BadCredentials, NoSecretYet, authenticate
 
 OTHER_SECRET = "another-evolution-server-secret-of-32b"
 
@@ -22,7 +22,7 @@ def bearer(value: str) -> dict[str, str]:
 
 
 def refusal(headers: dict[str, str], secrets: list[str]) -> str:
-    with pytest.raises(Unauthorized) as caught:
+    with pytest.raises(BadCredentials) as caught:
         authenticate(headers, secrets)
     return str(caught.value)
 
