@@ -13,7 +13,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.phases import EvolutionState, Phase
 
 TERMINAL_REASONS = frozenset({401, 402, 403, 406})
 """Evolution's disconnect codes after which it stops reconnecting: the driver must pair again."""
@@ -45,10 +45,18 @@ class Observation:
     error: str | None = None
 
 
+class ConditionStatus(enum.StrEnum):
+    """Kubernetes' condition statuses, the strings `.status.conditions[].status` holds."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
 @dataclasses.dataclass(frozen=True)
 class Condition:
     type: str
-    status: str  # "True" | "False" | "Unknown"
+    status: str  # a ConditionStatus (a plain str when read back from `.status`)
     reason: str
     message: str = ""
     last_transition_time: datetime.datetime | None = None
@@ -145,13 +153,13 @@ def _phase_of(obs: Observation, now: datetime.datetime) -> Phase:
         return Phase.UNKNOWN
     if obs.outcome is Outcome.MISSING:
         return Phase.NOT_FOUND
-    if obs.state == "open":
+    if obs.state == EvolutionState.OPEN:
         return Phase.CONNECTED
-    if obs.state == "connecting":
+    if obs.state == EvolutionState.CONNECTING:
         if obs.code_valid_until is not None and obs.code_valid_until > now:
             return Phase.PAIRING
         return Phase.CONNECTING
-    if obs.state in ("close", "refused"):
+    if obs.state in (EvolutionState.CLOSE, "refused"):  # refused: the QR limit, in webhooks only
         return Phase.LOGGED_OUT if obs.reason in TERMINAL_REASONS else Phase.DISCONNECTED
     # Evolution knows the instance but has not loaded it in memory: no state to act upon.
     return Phase.UNKNOWN
@@ -207,7 +215,7 @@ def reconcile(prev: InstanceState, obs: Observation, now: datetime.datetime, pol
         state, notify = _end_episode(state, now, policy, "logged_out" if phase is Phase.LOGGED_OUT else "disconnected")
         actions.extend(notify)
 
-    stuck_status, stuck_reason, stuck_message = "False", "NotStuck", ""
+    stuck_status, stuck_reason, stuck_message = ConditionStatus.FALSE, "NotStuck", ""
     if phase is Phase.CONNECTING:
         assert state.connecting_since is not None
         deadline = state.connecting_since + policy.stuck_after
@@ -216,7 +224,7 @@ def reconcile(prev: InstanceState, obs: Observation, now: datetime.datetime, pol
         else:
             state, more, recheck_at = _remediate(state, now, policy)
             actions.extend(more)
-            stuck_status = "True"
+            stuck_status = ConditionStatus.TRUE
             exhausted = not any(isinstance(a, ForceLogout) for a in more)
             stuck_reason = "RemediationExhausted" if exhausted else "ConnectingTooLong"
             stuck_message = (
@@ -225,7 +233,7 @@ def reconcile(prev: InstanceState, obs: Observation, now: datetime.datetime, pol
                 else f"connecting for more than {int(policy.stuck_after.total_seconds())} s without a code"
             )
     elif phase is Phase.UNKNOWN:
-        stuck_status, stuck_reason = "Unknown", "NotProbed"
+        stuck_status, stuck_reason = ConditionStatus.UNKNOWN, "NotProbed"
     if phase is Phase.NOT_FOUND:
         actions.append(Recreate())
 
@@ -289,11 +297,13 @@ def _conditions(
 ) -> tuple[Condition, ...]:
     conditions = state.conditions
     if obs.outcome is Outcome.FAILED:
-        conditions = set_condition(conditions, "Probed", "False", obs.error or "ProbeFailed", state.message, now)
-        conditions = set_condition(conditions, "Ready", "Unknown", "NotProbed", state.message, now)
+        conditions = set_condition(
+            conditions, "Probed", ConditionStatus.FALSE, obs.error or "ProbeFailed", state.message, now
+        )
+        conditions = set_condition(conditions, "Ready", ConditionStatus.UNKNOWN, "NotProbed", state.message, now)
     else:
-        conditions = set_condition(conditions, "Probed", "True", "Probed", "", now)
-        ready = "True" if state.phase is Phase.CONNECTED else "False"
+        conditions = set_condition(conditions, "Probed", ConditionStatus.TRUE, "Probed", "", now)
+        ready = ConditionStatus.TRUE if state.phase is Phase.CONNECTED else ConditionStatus.FALSE
         conditions = set_condition(conditions, "Ready", ready, str(state.phase), state.message, now)
     return set_condition(conditions, "Stuck", stuck.status, stuck.reason, stuck.message, now)
 
@@ -302,8 +312,8 @@ def suspended(prev: InstanceState, now: datetime.datetime) -> InstanceState:
     """spec.suspend: no probing, no remediation; the last Evolution state stays visible."""
     if prev.phase is Phase.SUSPENDED:
         return prev
-    conditions = set_condition(prev.conditions, "Ready", "Unknown", "Suspended", "probing suspended", now)
-    conditions = set_condition(conditions, "Stuck", "False", "Suspended", "", now)
+    conditions = set_condition(prev.conditions, "Ready", ConditionStatus.UNKNOWN, "Suspended", "probing suspended", now)
+    conditions = set_condition(conditions, "Stuck", ConditionStatus.FALSE, "Suspended", "", now)
     return dataclasses.replace(
         prev,
         phase=Phase.SUSPENDED,

@@ -1,8 +1,18 @@
-"""Phases of a WhatsAppInstance and what each one means for the application's database."""
+"""Phases of a WhatsAppInstance, the Evolution states they are read from, and what each phase means
+for the application's database."""
 
 from __future__ import annotations
 
 import enum
+
+
+class EvolutionState(enum.StrEnum):
+    """An instance's connection state as Evolution's API reports it (`evolution.ConnectionState`).
+    Webhooks also carry `refused` (the QR limit), which the API never answers."""
+
+    OPEN = "open"
+    CONNECTING = "connecting"
+    CLOSE = "close"
 
 
 class Phase(enum.StrEnum):

@@ -7,17 +7,13 @@ credentials, so they are left out of every `repr` and can never reach a log line
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self
 
-
-class ConnectionState(enum.StrEnum):
-    OPEN = "open"
-    CONNECTING = "connecting"
-    CLOSE = "close"
+# One enum of Evolution's states for the whole operator: core's, which the state machine reads.
+from whatsapp_operator.core.phases import EvolutionState as ConnectionState
 
 
 def _str(data: Mapping[str, Any], key: str) -> str:
