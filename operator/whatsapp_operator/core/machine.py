@@ -1,7 +1,7 @@
 """The instance state machine: what one observation of Evolution means for a WhatsAppInstance.
 
-Pure and synchronous on purpose: every rule of the design brief (section 4) lives here and is
-unit-tested without a cluster, an Evolution server or a clock. The prober does the I/O, feeds
+Pure and synchronous on purpose: every rule about phases, disconnection episodes and remediation
+lives here and is unit-tested without a cluster, an Evolution server or a clock. The prober does the I/O, feeds
 `reconcile()` an `Observation`, and carries out the returned `Action`s.
 """
 
@@ -180,27 +180,8 @@ def reconcile(prev: InstanceState, obs: Observation, now: datetime.datetime, pol
     """Fold one observation into the instance's state and say what to do about it."""
     phase = _phase_of(obs, now)
     actions: list[Action] = []
-    recheck_at: datetime.datetime | None = None
-    changes: dict[str, Any] = {"phase": phase, "message": _PHASE_MESSAGES[phase]}
-
-    if phase is Phase.UNKNOWN:
-        # A failed probe is never a disconnection: keep the last state, start stuck timing afresh.
-        changes["message"] = f"{_PHASE_MESSAGES[phase]}: {obs.error}" if obs.error else changes["message"]
-        changes["connecting_since"] = None
-    else:
-        changes["state"] = obs.state
-        if obs.reason is not None or phase in (Phase.CONNECTED, Phase.NOT_FOUND):
-            changes["status_reason"] = obs.reason
-        changes["pairing_code_expires_at"] = obs.code_valid_until if phase is Phase.PAIRING else None
-        if phase is Phase.CONNECTING:
-            since = prev.connecting_since if prev.phase is Phase.CONNECTING and prev.connecting_since else now
-            changes["connecting_since"] = since
-        else:
-            changes["connecting_since"] = None
-
-    state = dataclasses.replace(prev, **changes)
-    if phase is Phase.PAIRING and obs.code_valid_until is not None:
-        recheck_at = obs.code_valid_until  # look again when the code runs out
+    state = dataclasses.replace(prev, **_observed(prev, obs, phase, now))
+    recheck_at = obs.code_valid_until if phase is Phase.PAIRING else None  # look again when the code runs out
 
     if phase is Phase.CONNECTED and prev.phase is not Phase.CONNECTED:
         state = dataclasses.replace(state, last_connected=now)
@@ -215,33 +196,55 @@ def reconcile(prev: InstanceState, obs: Observation, now: datetime.datetime, pol
         state, notify = _end_episode(state, now, policy, "logged_out" if phase is Phase.LOGGED_OUT else "disconnected")
         actions.extend(notify)
 
-    stuck_status, stuck_reason, stuck_message = ConditionStatus.FALSE, "NotStuck", ""
+    stuck = Condition("Stuck", ConditionStatus.FALSE, "NotStuck", "")
     if phase is Phase.CONNECTING:
-        assert state.connecting_since is not None
-        deadline = state.connecting_since + policy.stuck_after
-        if now < deadline:
-            recheck_at = deadline
-        else:
-            state, more, recheck_at = _remediate(state, now, policy)
-            actions.extend(more)
-            stuck_status = ConditionStatus.TRUE
-            exhausted = not any(isinstance(a, ForceLogout) for a in more)
-            stuck_reason = "RemediationExhausted" if exhausted else "ConnectingTooLong"
-            stuck_message = (
-                f"{policy.max_forced_logouts} forced logouts within {policy.forced_logout_window}; waiting"
-                if exhausted
-                else f"connecting for more than {int(policy.stuck_after.total_seconds())} s without a code"
-            )
+        state, more, recheck_at, stuck = _stuck(state, now, policy)
+        actions.extend(more)
     elif phase is Phase.UNKNOWN:
-        stuck_status, stuck_reason = ConditionStatus.UNKNOWN, "NotProbed"
+        stuck = Condition("Stuck", ConditionStatus.UNKNOWN, "NotProbed", "")
     if phase is Phase.NOT_FOUND:
         actions.append(Recreate())
 
-    stuck = Condition("Stuck", stuck_status, stuck_reason, stuck_message)
     state = dataclasses.replace(state, conditions=_conditions(state, obs, now, stuck))
     if state.phase is not prev.phase:
         state = dataclasses.replace(state, last_transition=now)
     return Decision(state, tuple(actions), recheck_at)
+
+
+def _observed(prev: InstanceState, obs: Observation, phase: Phase, now: datetime.datetime) -> dict[str, Any]:
+    """The fields one observation sets, before any rule about episodes or remediation."""
+    changes: dict[str, Any] = {"phase": phase, "message": _PHASE_MESSAGES[phase]}
+    if phase is Phase.UNKNOWN:
+        # A failed probe is never a disconnection: keep the last state, start stuck timing afresh.
+        changes["message"] = f"{_PHASE_MESSAGES[phase]}: {obs.error}" if obs.error else changes["message"]
+        changes["connecting_since"] = None
+        return changes
+    changes["state"] = obs.state
+    if obs.reason is not None or phase in (Phase.CONNECTED, Phase.NOT_FOUND):
+        changes["status_reason"] = obs.reason
+    changes["pairing_code_expires_at"] = obs.code_valid_until if phase is Phase.PAIRING else None
+    if phase is Phase.CONNECTING:
+        since = prev.connecting_since if prev.phase is Phase.CONNECTING and prev.connecting_since else now
+        changes["connecting_since"] = since
+    else:
+        changes["connecting_since"] = None
+    return changes
+
+
+def _stuck(
+    state: InstanceState, now: datetime.datetime, policy: Policy
+) -> tuple[InstanceState, list[Action], datetime.datetime | None, Condition]:
+    """Connecting: wait for the stuck deadline, then remediate (or say remediation is exhausted)."""
+    assert state.connecting_since is not None
+    deadline = state.connecting_since + policy.stuck_after
+    if now < deadline:
+        return state, [], deadline, Condition("Stuck", ConditionStatus.FALSE, "NotStuck", "")
+    state, more, recheck_at = _remediate(state, now, policy)
+    if any(isinstance(a, ForceLogout) for a in more):
+        message = f"connecting for more than {int(policy.stuck_after.total_seconds())} s without a code"
+        return state, more, recheck_at, Condition("Stuck", ConditionStatus.TRUE, "ConnectingTooLong", message)
+    message = f"{policy.max_forced_logouts} forced logouts within {policy.forced_logout_window}; waiting"
+    return state, more, recheck_at, Condition("Stuck", ConditionStatus.TRUE, "RemediationExhausted", message)
 
 
 def _end_episode(

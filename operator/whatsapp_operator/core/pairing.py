@@ -8,7 +8,7 @@ import datetime
 import enum
 import hashlib
 
-from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.phases import EvolutionState, Phase
 
 # Evolution replaces a QR (and requests a new pairing code) every 45 s: a code is valid that long.
 CODE_LIFETIME = datetime.timedelta(seconds=45)
@@ -25,10 +25,10 @@ class Move(enum.Enum):
     NEW_CODE = "new-code"  # connecting with no live code known: connect again to see the current one
 
 
-def move_after(state: str, phase: Phase, code_known: bool) -> Move:
-    if state == "close" and phase is Phase.PENDING:
+def move_after(state: EvolutionState, phase: Phase, code_known: bool) -> Move:
+    if state is EvolutionState.CLOSE and phase is Phase.PENDING:
         return Move.START_PAIRING
-    if state == "connecting" and not code_known:
+    if state is EvolutionState.CONNECTING and not code_known:
         return Move.NEW_CODE
     return Move.NONE
 

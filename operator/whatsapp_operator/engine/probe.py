@@ -16,6 +16,7 @@ from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.core import machine
 from whatsapp_operator.core.machine import Observation, Outcome
 from whatsapp_operator.core.pairing import Move, move_after
+from whatsapp_operator.core.phases import EvolutionState
 from whatsapp_operator.core.phone import InvalidPhoneNumber, evolution_number, normalize_phone
 from whatsapp_operator.core.resources import ServerSpec
 from whatsapp_operator.engine.recorder import Recorder
@@ -113,8 +114,8 @@ class Probe:
             return self._pairing_observation(t, await self._start_pairing(t))
         if move is Move.NEW_CODE:
             return self._pairing_observation(t, await self.client.connect(t.spec.instance_name), same_socket=True)
-        reason = 200 if state == "open" else None
-        if state == "close":
+        reason = 200 if state is EvolutionState.OPEN else None
+        if state is EvolutionState.CLOSE:
             reason = await self._close_reason(t)
         return Observation(Outcome.STATE, state=state, reason=reason, code_valid_until=t.code.valid(now))
 
@@ -123,25 +124,25 @@ class Probe:
         for the application; the same code again is stale."""
         if isinstance(answer, EvoState):
             state = answer.state
-            return Observation(Outcome.STATE, state=state, reason=200 if state == "open" else None)
+            return Observation(Outcome.STATE, state=state, reason=200 if state is EvolutionState.OPEN else None)
         now = self.clock.now()
         secret = answer.pairing_code or answer.code
         if secret:
             generated_at = t.code.see(secret, now, same_socket=same_socket)
             if generated_at is not None and answer.pairing_code:
                 self.recorder.pairing_code(t, answer.pairing_code, generated_at)
-        return Observation(Outcome.STATE, state="connecting", code_valid_until=t.code.valid(now))
+        return Observation(Outcome.STATE, state=EvolutionState.CONNECTING, code_valid_until=t.code.valid(now))
 
     async def _close_reason(self, t: Tracked) -> int | None:
         """connectionState has no reason; fetchInstances has the last terminal one, and Evolution
         writes `close` to its database only on a terminal close (never on transient reconnects or
         the QR-limit stop), so the reason is trusted only while the row says `close`. Clocks of
         two hosts are never compared."""
-        if t.state.state == "close" and t.state.status_reason is not None:
+        if t.state.state == EvolutionState.CLOSE and t.state.status_reason is not None:
             return t.state.status_reason  # already known: no extra call on steady state
         rows = await self.client.fetch_instances(t.spec.instance_name)
         row = next((r for r in rows if r.name == t.spec.instance_name), None)
-        if row is None or row.connection_status != "close":
+        if row is None or row.connection_status != EvolutionState.CLOSE:
             return None
         return row.disconnection_reason_code
 
@@ -209,7 +210,7 @@ class Probe:
         """Evolution answers a logout before it closes the socket; a connect before the close would
         just return the old QR and ignore the number. Wait (briefly) for the close."""
         for _ in range(LOGOUT_POLLS):
-            if (await self.client.connection_state(t.spec.instance_name)).state == "close":
+            if (await self.client.connection_state(t.spec.instance_name)).state is EvolutionState.CLOSE:
                 return
             await asyncio.sleep(LOGOUT_POLL_SECONDS)
 

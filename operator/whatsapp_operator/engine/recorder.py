@@ -14,7 +14,7 @@ import kopf
 
 from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.core import machine
-from whatsapp_operator.core.machine import Condition, InstanceState
+from whatsapp_operator.core.machine import Condition, ConditionStatus, InstanceState
 from whatsapp_operator.core.pairing import SOCKET_ENDED
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.resources import InstanceKey
@@ -153,7 +153,7 @@ class Recorder:
             return
         self.server_dirty = False
         if self._reachable is not None:
-            ready = "True" if self._reachable else "False"
+            ready = ConditionStatus.TRUE if self._reachable else ConditionStatus.FALSE
             if self._server_ready is None or self._server_ready.status != ready:
                 reason = "Reachable" if self._reachable else "BreakerOpen"
                 self._server_ready = Condition("Ready", ready, reason, "", self.clock.now())

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from whatsapp_operator.core.machine import ConditionStatus
 from whatsapp_operator.core.resources import InstanceKey, InstanceSpec
 from whatsapp_operator.engine.config import Config
 from whatsapp_operator.engine.fleet import Fleet
@@ -119,7 +120,7 @@ class Runtime:
     def on_sync(self, key: str, sync: SyncStatus) -> None:
         """The mirror's verdict on one instance changed: route it to the prober that owns it."""
         namespace, _, name = key.partition("/")
-        status = "True" if sync.synced else "False"
+        status = ConditionStatus.TRUE if sync.synced else ConditionStatus.FALSE
         reason = "Synced" if sync.synced else (sync.reason or "Lagging")
         instance = InstanceKey(namespace, name)
         for prober in self._probers.values():

@@ -1,4 +1,4 @@
-"""Async client for the Evolution API v2.3.6 calls the operator makes (contract sections 2.1 to 2.10)."""
+"""Async client for the Evolution API v2.3.6 calls the operator makes."""
 
 from __future__ import annotations
 

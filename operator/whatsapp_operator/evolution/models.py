@@ -1,4 +1,4 @@
-"""Typed answers of Evolution API v2.3.6, read from its JSON (see the contract, section 2).
+"""Typed answers of Evolution API v2.3.6, read from its JSON.
 
 Parsers raise KeyError, TypeError or ValueError on a body of the wrong shape; the client turns those
 into `MalformedResponse`. Pairing codes, QR payloads, instance tokens and webhook headers are
