@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from whatsapp_operator.core.phases import DB_STATUS, Phase
-from whatsapp_operator.db.migrate import (
+from whatsapp_operator.db.connection import (
     SCHEMA,
     DatabaseConfigError,
     add_database_url_argument,

@@ -16,43 +16,23 @@ from urllib.parse import urlencode
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 from yoyo import exceptions as yoyo_exceptions
 from yoyo import get_backend, read_migrations
 
-SCHEMA = "whatsapp_operator"
-DATABASE_URL_ENV = ("WHATSAPP_OPERATOR_DATABASE_URL", "DATABASE_URL")
+from whatsapp_operator.db.connection import (
+    SCHEMA,
+    DatabaseConfigError,
+    add_database_url_argument,
+    connection_params,
+    error_line,
+    resolve_database_url,
+)
+
 MIGRATIONS_DIR_ENV = "WHATSAPP_OPERATOR_MIGRATIONS_DIR"
-CONNECT_TIMEOUT_SECONDS = 10
 
 # Every `migrate` run, from any process or pod, serialises on this session-level advisory lock. Unlike
 # yoyo's own lock row, Postgres releases it when a holder dies, so a killed Job cannot wedge later runs.
 _MIGRATION_LOCK_ID = int.from_bytes(hashlib.sha256(b"whatsapp_operator.db.migrate").digest()[:8], signed=True)
-
-
-class DatabaseConfigError(Exception):
-    """A problem the user can fix, described in one line that never contains a password."""
-
-
-def error_line(exc: BaseException) -> str:
-    """libpq spreads errors over several lines with hints; the first one says what went wrong."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def connection_params(database_url: str) -> dict[str, str]:
-    """Parse a `postgresql://` URL with libpq's own parser, so whatever libpq accepts works here."""
-    if not database_url.lower().startswith(("postgresql://", "postgres://")):
-        # Not echoing the value: a mistyped URL still carries a password.
-        raise DatabaseConfigError("the database URL must start with postgresql:// or postgres://")
-    try:
-        params = conninfo_to_dict(database_url)
-    except psycopg.ProgrammingError as exc:
-        raise DatabaseConfigError(f"malformed database URL: {error_line(exc)}") from None
-    if not all(port.isdigit() for port in str(params.get("port", "")).split(",") if port):
-        raise DatabaseConfigError("malformed database URL: the port is not a number")
-    params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_SECONDS))
-    return {key: str(value) for key, value in params.items()}
 
 
 def default_migrations_dir() -> Path:
@@ -88,25 +68,6 @@ def apply_migrations(database_url: str, migrations_dir: Path | None = None) -> l
     except yoyo_exceptions.LockTimeout as exc:
         raise DatabaseConfigError(error_line(exc)) from None
     return [migration.id for migration in pending]
-
-
-def database_url_from_env() -> str | None:
-    return next((os.environ[name] for name in DATABASE_URL_ENV if os.environ.get(name)), None)
-
-
-def add_database_url_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--database-url",
-        metavar="URL",
-        help=f"postgresql:// URL (default: ${DATABASE_URL_ENV[0]}, then ${DATABASE_URL_ENV[1]})",
-    )
-
-
-def resolve_database_url(args: argparse.Namespace) -> str:
-    url = args.database_url or database_url_from_env()
-    if not url:
-        raise DatabaseConfigError(f"no database URL: pass --database-url or set ${DATABASE_URL_ENV[0]}")
-    return url
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

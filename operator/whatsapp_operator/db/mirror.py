@@ -4,32 +4,31 @@ The operator's reconcile loop must never wait for, or fail because of, the datab
 writes here and carries on; one background task applies them, per instance in the order they were
 recorded, and retries with exponential backoff while Postgres is unreachable.
 
-Memory: the queue is unbounded, because history rows can be neither coalesced nor dropped. A queued
-write costs about 0.8 KiB (measured with tracemalloc), so 10,000 instances changing phase once an hour
-queue about 8 MB per hour of outage; the worst case, every instance flapping at every 30 s probe,
-about 1 GB per hour. `lag_seconds()` is there to alert on long before that. Queued writes live in
-memory only: an operator restarted during an outage loses them (the next observation rewrites
-`whatsapp_status`; those history rows are missing).
+The queue is unbounded, because history rows can be neither coalesced nor dropped (its cost per
+write: docs/performance.md); `lag_seconds()` is there to alert on. Queued writes live in memory only:
+an operator restarted during an outage loses them (the next observation rewrites `whatsapp_status`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from whatsapp_operator.core.phases import DB_STATUS, Phase
-from whatsapp_operator.db.migrate import SCHEMA, connection_params, error_line
+from whatsapp_operator.db import connection
+from whatsapp_operator.db.connection import SCHEMA, connection_params, error_line
+from whatsapp_operator.db.sync import SYNCED, SyncReason, SyncStatus
+from whatsapp_operator.db.writes import ClearPairingCode, PairingCode, Queued, Transition, Write, aware
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,6 @@ class MirrorSettings:
     pairing_attempts_column: str = "pairing_code_attempts"
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 30.0
-    pool_min_size: int = 1
     pool_max_size: int = 4
     # How long one attempt waits for a connection before the mirror backs off.
     connection_timeout_seconds: float = 5.0
@@ -60,27 +58,6 @@ class MirrorSettings:
     @property
     def pairing_columns(self) -> tuple[str, str, str]:
         return self.pairing_code_column, self.pairing_generated_at_column, self.pairing_expires_at_column
-
-
-class SyncReason(enum.StrEnum):
-    SYNCED = "Synced"
-    DATABASE_UNAVAILABLE = "DatabaseUnavailable"
-    DRIVER_ROW_MISSING = "DriverRowMissing"
-    DRIVER_ROW_REJECTED = "DriverRowRejected"
-
-
-@dataclass(frozen=True)
-class SyncStatus:
-    """An instance's DatabaseSynced condition; equality ignores the message and the pending count so
-    that the callback fires on real state changes only."""
-
-    synced: bool
-    reason: SyncReason
-    message: str = field(default="", compare=False)
-    pending: int = field(default=0, compare=False)
-
-
-SYNCED = SyncStatus(True, SyncReason.SYNCED, "the database matches the last observed phase")
 
 
 @dataclass
@@ -92,47 +69,6 @@ class MirrorCounters:
     writes_dropped: int = 0
     rows_missing: int = 0
     rows_rejected: int = 0
-
-
-@dataclass(frozen=True)
-class _Transition:
-    event_id: uuid.UUID
-    namespace: str
-    name: str
-    evolution_instance: str
-    driver_id: str
-    from_phase: Phase | None
-    to_phase: Phase
-    state: str | None
-    reason: int | None
-    forced: bool
-    at: datetime
-
-
-@dataclass(frozen=True)
-class _PairingCode:
-    driver_id: str
-    code: str = field(repr=False)  # a credential: keep it out of any repr that reaches a log
-    generated_at: datetime
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class _ClearPairingCode:
-    driver_id: str
-
-
-_Write = _Transition | _PairingCode | _ClearPairingCode
-
-
-@dataclass(frozen=True)
-class _Queued:
-    write: _Write
-    enqueued_at: float = field(default_factory=time.monotonic)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class StatusMirror:
@@ -153,7 +89,7 @@ class StatusMirror:
         self.counters = MirrorCounters()
         self._params = connection_params(database_url)
         self._on_sync = on_sync
-        self._queues: dict[str, deque[_Queued]] = {}
+        self._queues: dict[str, deque[Queued]] = {}
         self._row_problems: dict[str, SyncStatus] = {}
         self._published: dict[str, SyncStatus] = {}  # keys whose last published status was not SYNCED
         self._outage: str | None = None  # first error of the current outage
@@ -175,16 +111,10 @@ class StatusMirror:
     async def start(self) -> None:
         """Open the pool without waiting for Postgres: writes queue up until it answers."""
         settings = self.settings
-        self._pool = AsyncConnectionPool(
-            kwargs={**self._params, "autocommit": True},
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            open=False,
+        self._pool = connection.pool(
+            self._params,
             name="whatsapp-operator-mirror",
-            check=AsyncConnectionPool.check_connection,
-            # How long the pool keeps retrying a lost connection by itself, with its own growing delays,
-            # before the mirror's next attempt starts afresh. Its 5-minute default could leave a
-            # recovered database unused for minutes.
+            max_size=settings.pool_max_size,
             reconnect_timeout=settings.retry_max_seconds,
         )
         await self._pool.open(wait=False)
@@ -224,7 +154,7 @@ class StatusMirror:
         namespace, _, name = key.partition("/")
         self._enqueue(
             key,
-            _Transition(
+            Transition(
                 event_id=uuid.uuid4(),
                 namespace=namespace,
                 name=name,
@@ -235,7 +165,7 @@ class StatusMirror:
                 state=state,
                 reason=reason,
                 forced=forced,
-                at=_aware(at),
+                at=aware(at),
             ),
         )
 
@@ -243,10 +173,10 @@ class StatusMirror:
         self, *, key: str, driver_id: str, code: str, generated_at: datetime, expires_at: datetime
     ) -> None:
         """Queue a freshly obtained pairing code; the row's attempt count goes up once per code."""
-        self._enqueue(key, _PairingCode(driver_id, code, _aware(generated_at), _aware(expires_at)))
+        self._enqueue(key, PairingCode(driver_id, code, aware(generated_at), aware(expires_at)))
 
     def clear_pairing_code(self, *, key: str, driver_id: str) -> None:
-        self._enqueue(key, _ClearPairingCode(driver_id))
+        self._enqueue(key, ClearPairingCode(driver_id))
 
     def sync_status(self, key: str) -> SyncStatus:
         pending = len(self._queues.get(key, ()))
@@ -267,8 +197,8 @@ class StatusMirror:
         """Wait until every queued write is in the database (forever, if it never comes back)."""
         await self._idle.wait()
 
-    def _enqueue(self, key: str, write: _Write) -> None:
-        self._queues.setdefault(key, deque()).append(_Queued(write))
+    def _enqueue(self, key: str, write: Write) -> None:
+        self._queues.setdefault(key, deque()).append(Queued(write))
         self._idle.clear()
         self._work.set()
         if self._outage is not None:
@@ -372,7 +302,7 @@ class StatusMirror:
             except Exception:
                 log.exception("the DatabaseSynced callback failed for %s", key)
 
-    async def _apply(self, conn: psycopg.AsyncConnection, write: _Write) -> SyncStatus | None:
+    async def _apply(self, conn: psycopg.AsyncConnection, write: Write) -> SyncStatus | None:
         """One write, one transaction, safe to repeat after a commit whose answer was lost.
 
         Returns what the driver's row looked like (None when the write does not touch it).
@@ -380,11 +310,11 @@ class StatusMirror:
         settings = self.settings
         cleared: dict[str, object] = dict.fromkeys(settings.pairing_columns)
         async with conn.transaction():
-            if isinstance(write, _PairingCode):
+            if isinstance(write, PairingCode):
                 fresh = (write.code, write.generated_at, write.expires_at)
                 code = dict(zip(settings.pairing_columns, fresh, strict=True))
                 return await self._update_row(conn, write.driver_id, code, count_attempt=True)
-            if isinstance(write, _ClearPairingCode):
+            if isinstance(write, ClearPairingCode):
                 return await self._update_row(conn, write.driver_id, cleared)
             values: dict[str, object] = {}
             if (status := DB_STATUS.get(write.to_phase)) is not None:

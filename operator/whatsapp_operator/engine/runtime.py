@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from whatsapp_operator.core.machine import ConditionStatus
 from whatsapp_operator.core.resources import InstanceKey, InstanceSpec
-from whatsapp_operator.engine.config import Config
 from whatsapp_operator.engine.fleet import Fleet
 from whatsapp_operator.engine.prober import ServerProber
+from whatsapp_operator.engine.settings import Config
 from whatsapp_operator.kube import KubeApi
 from whatsapp_operator.webhooks.worker import RetryLater
 
 if TYPE_CHECKING:
-    from whatsapp_operator.db.mirror import StatusMirror, SyncStatus
+    from whatsapp_operator.db.mirror import StatusMirror
+    from whatsapp_operator.db.sync import SyncStatus
     from whatsapp_operator.engine.webhook_service import WebhookService
     from whatsapp_operator.webhooks.inbox import Job
 

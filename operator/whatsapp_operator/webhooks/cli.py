@@ -10,7 +10,7 @@ import asyncio
 import datetime
 import sys
 
-from whatsapp_operator.db.migrate import DatabaseConfigError, add_database_url_argument, resolve_database_url
+from whatsapp_operator.db.connection import DatabaseConfigError, add_database_url_argument, resolve_database_url
 from whatsapp_operator.webhooks.inbox import Inbox, InboxUnavailable
 
 

@@ -18,7 +18,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from whatsapp_operator.db.migrate import SCHEMA, connection_params, error_line
+from whatsapp_operator.db import connection
+from whatsapp_operator.db.connection import SCHEMA, connection_params, error_line
 from whatsapp_operator.webhooks.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -51,14 +52,8 @@ class Inbox:
 
     async def open(self) -> None:
         """Without waiting for Postgres: until it answers, every call raises InboxUnavailable."""
-        self._pool = AsyncConnectionPool(
-            kwargs={**self._params, "autocommit": True},
-            min_size=1,
-            max_size=self._pool_max_size,
-            open=False,
-            name="whatsapp-operator-webhooks",
-            check=AsyncConnectionPool.check_connection,
-            reconnect_timeout=30,
+        self._pool = connection.pool(
+            self._params, name="whatsapp-operator-webhooks", max_size=self._pool_max_size, reconnect_timeout=30
         )
         await self._pool.open(wait=False)
 

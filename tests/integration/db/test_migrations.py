@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from whatsapp_operator.db import migrate
+from whatsapp_operator.db.connection import DATABASE_URL_ENV
 
 ALL_MIGRATIONS = [
     "0001_operator_schema",
@@ -37,7 +38,7 @@ MIGRATE_SCRIPT = (
 
 
 def migrate_process(*args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k not in migrate.DATABASE_URL_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in DATABASE_URL_ENV}
     return subprocess.Popen(
         [sys.executable, "-c", MIGRATE_SCRIPT, *args],
         stdout=subprocess.PIPE,
@@ -171,7 +172,7 @@ def test_database_url_comes_from_the_environment(pg_empty_url: str, monkeypatch:
 def test_missing_url_or_migrations_are_reported(
     pg_empty_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in migrate.DATABASE_URL_ENV:
+    for name in DATABASE_URL_ENV:
         monkeypatch.delenv(name, raising=False)
     assert migrate.run(argparse.Namespace(database_url=None, migrations_dir=None)) == 1
     assert "no database URL" in capsys.readouterr().err

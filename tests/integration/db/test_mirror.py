@@ -14,7 +14,8 @@ import pytest
 
 from tests.support.pg import StoppableDatabase, execute
 from whatsapp_operator.core.phases import Phase
-from whatsapp_operator.db.mirror import MirrorSettings, StatusMirror, SyncReason, SyncStatus
+from whatsapp_operator.db.mirror import MirrorSettings, StatusMirror
+from whatsapp_operator.db.sync import SyncReason, SyncStatus
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 KEY = "drivers/ana"

@@ -1,0 +1,51 @@
+"""The writes the mirror queues per instance, in the order they were recorded."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from whatsapp_operator.core.phases import Phase
+
+
+@dataclass(frozen=True)
+class Transition:
+    event_id: uuid.UUID
+    namespace: str
+    name: str
+    evolution_instance: str
+    driver_id: str
+    from_phase: Phase | None
+    to_phase: Phase
+    state: str | None
+    reason: int | None
+    forced: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class PairingCode:
+    driver_id: str
+    code: str = field(repr=False)  # a credential: keep it out of any repr that reaches a log
+    generated_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ClearPairingCode:
+    driver_id: str
+
+
+Write = Transition | PairingCode | ClearPairingCode
+
+
+@dataclass(frozen=True)
+class Queued:
+    write: Write
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+
+def aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
