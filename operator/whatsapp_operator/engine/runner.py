@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import kopf
 
-from whatsapp_operator.engine import config as config_module
-from whatsapp_operator.engine.config import Config, ConfigError
+from whatsapp_operator.engine import settings
 from whatsapp_operator.engine.handlers import registry
 from whatsapp_operator.engine.handlers.operator import configure
 from whatsapp_operator.engine.runtime import Runtime
+from whatsapp_operator.engine.settings import Config, ConfigError
 
 if TYPE_CHECKING:
     from whatsapp_operator.engine.webhook_service import WebhookService
@@ -42,7 +42,7 @@ async def operate(
     if config.database_url and runtime.mirror is None:
         from whatsapp_operator.db.mirror import StatusMirror
 
-        runtime.mirror = StatusMirror(config.database_url, on_sync=runtime.on_sync)
+        runtime.mirror = StatusMirror(config.database_url, settings=config.mirror_settings(), on_sync=runtime.on_sync)
     if runtime.mirror is not None:
         await runtime.mirror.start()
     if config.webhook_listen and runtime.webhooks is None:
@@ -141,12 +141,12 @@ class running:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    config_module.add_arguments(parser)
+    settings.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = config_module.load(args)
+        config = settings.load(args)
     except ConfigError as exc:
         print(f"whatsapp-operator run: {exc}")
         return 2
