@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from bench.harness import API_KEY, WEBHOOK_SECRET, reply, serve
-from whatsapp_operator.devkit.emulator import EmulatedCluster
+from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 from whatsapp_operator.devkit.manifests import instance_manifest, secret_manifest, server_manifest, webhook_spec
 
 PREFIX = "bench"  # the simulator names a group's instances bench-00001, bench-00002...

@@ -9,7 +9,7 @@ Register once, in tests/conftest.py: ``pytest_plugins = ["tests.kube"]``. Then::
         assert kube.emulator.writes("whatsappinstances", subresource="status", user_agent="kopf") == 1
         assert kube.emulator.events(name="maria", reason="Connected")
 
-`kube` is a running `whatsapp_operator.devkit.emulator.EmulatedCluster`: `.url`, `.vault()` for
+`kube` is a running `whatsapp_operator.devkit.kube_emulator.EmulatedCluster`: `.url`, `.operator()` for
 `kopf.operator(vault=...)`, `.operator(...)` to run a kopf registry against it, kubectl's verbs
 (`create`, `get`, `list`, `patch`, `replace`, `delete`, `wait_for`), and `.emulator` for the write
 counters, Events, pruned fields and stored objects.
@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from whatsapp_operator.devkit.emulator import EmulatedCluster
+from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 
 
 @pytest.fixture

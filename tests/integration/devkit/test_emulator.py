@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from whatsapp_operator.devkit.emulator import EmulatedCluster, KubeApiError
+from whatsapp_operator.devkit.kube_emulator import EmulatedCluster, KubeApiError
 
 API = "whatsapp.evolution-operator.io/v1alpha1"
 INSTANCES = f"/apis/{API}/namespaces/default/whatsappinstances"

@@ -10,7 +10,7 @@ import kopf
 import pytest
 
 from whatsapp_operator import GROUP, VERSION
-from whatsapp_operator.devkit.emulator import EmulatedCluster
+from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 
 MANIFEST = {
     "apiVersion": f"{GROUP}/{VERSION}",

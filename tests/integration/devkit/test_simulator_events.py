@@ -17,7 +17,7 @@ import httpx
 import jwt
 import pytest
 
-from whatsapp_operator.devkit.simulator import RetryPolicy, Simulator, WebhookReceiver
+from whatsapp_operator.devkit.simulator import RetryPolicy, Simulator, WebhookSink
 
 pytestmark = pytest.mark.looptime
 
@@ -29,17 +29,17 @@ JWT_KEY = "a-signing-key-of-at-least-32-bytes!"
 @contextlib.asynccontextmanager
 async def fleet(
     statuses: tuple[int, ...] = (), default: int = 200, **options: Any
-) -> AsyncIterator[tuple[Simulator, httpx.AsyncClient, WebhookReceiver]]:
+) -> AsyncIterator[tuple[Simulator, httpx.AsyncClient, WebhookSink]]:
     """Simulator, API client and webhook receiver, all started inside the test (on looptime's clock)."""
     async with (
-        WebhookReceiver(statuses, default) as hooks,
+        WebhookSink(statuses, default) as hooks,
         Simulator(KEY, seed=3, **options) as sim,
         httpx.AsyncClient(base_url=sim.base_url, headers={"apikey": KEY}, timeout=30) as api,
     ):
         yield sim, api, hooks
 
 
-async def create(api: httpx.AsyncClient, hooks: WebhookReceiver, name: str = "drv-1", **webhook: Any) -> dict[str, Any]:
+async def create(api: httpx.AsyncClient, hooks: WebhookSink, name: str = "drv-1", **webhook: Any) -> dict[str, Any]:
     response = await api.post(
         "/instance/create",
         json={
@@ -52,7 +52,7 @@ async def create(api: httpx.AsyncClient, hooks: WebhookReceiver, name: str = "dr
     return response.json()
 
 
-def data(hooks: WebhookReceiver, event: str) -> list[Any]:
+def data(hooks: WebhookSink, event: str) -> list[Any]:
     return [post.body["data"] for post in hooks.of(event)]
 
 

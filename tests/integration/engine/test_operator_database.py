@@ -49,7 +49,7 @@ from whatsapp_operator.core.pairing import CODE_LIFETIME
 from whatsapp_operator.core.phases import DB_STATUS, Phase
 from whatsapp_operator.core.resources import instance_name_for
 from whatsapp_operator.core.status import rfc3339
-from whatsapp_operator.devkit.emulator import EmulatedCluster
+from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 from whatsapp_operator.devkit.simulator import Simulator
 from whatsapp_operator.devkit.simulator.instance import SimInstance, Timings
 from whatsapp_operator.engine.prober import ServerProber

@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.support.operator_harness import WEBHOOK_SECRET, environment, instance_manifest, wait_phase
 from tests.support.pg import eventually, query
-from whatsapp_operator.devkit.emulator import EmulatedCluster
+from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 from whatsapp_operator.devkit.simulator import Simulator
 from whatsapp_operator.engine.probe import WEBHOOK_EVENTS
 from whatsapp_operator.evolution.models import WebhookSettings

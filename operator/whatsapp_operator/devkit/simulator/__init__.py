@@ -3,8 +3,8 @@
 from whatsapp_operator.devkit.simulator.core import Simulator
 from whatsapp_operator.devkit.simulator.faults import Fault
 from whatsapp_operator.devkit.simulator.instance import ActionNotApplicable, SimInstance, Timings
-from whatsapp_operator.devkit.simulator.receiver import ReceivedWebhook, WebhookReceiver
-from whatsapp_operator.devkit.simulator.records import RecordedRequest, SentMessage
+from whatsapp_operator.devkit.simulator.receiver import ReceivedWebhook, WebhookSink
+from whatsapp_operator.devkit.simulator.records import RecordedRequest, SentRecord
 from whatsapp_operator.devkit.simulator.scenario import Scenario, ScenarioError
 from whatsapp_operator.devkit.simulator.webhooks import Delivery, RetryPolicy
 
@@ -17,9 +17,9 @@ __all__ = [
     "RetryPolicy",
     "Scenario",
     "ScenarioError",
-    "SentMessage",
+    "SentRecord",
     "SimInstance",
     "Simulator",
     "Timings",
-    "WebhookReceiver",
+    "WebhookSink",
 ]

@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 from whatsapp_operator.devkit.simulator import schema
 from whatsapp_operator.devkit.simulator.admin import ADMIN_PREFIX, admin_routes
 from whatsapp_operator.devkit.simulator.instance import DEFAULT_SETTINGS, SimInstance
-from whatsapp_operator.devkit.simulator.records import RecordedRequest, SentMessage
+from whatsapp_operator.devkit.simulator.records import RecordedRequest, SentRecord
 from whatsapp_operator.devkit.simulator.webhooks import WebhookConfig
 
 if TYPE_CHECKING:
@@ -330,7 +330,7 @@ class EvolutionApi:
             "source": "web",
         }
         self.sim.remember(
-            self.sim.messages, SentMessage(self.sim.elapsed(), instance.name, number, jid, text, message_id)
+            self.sim.messages, SentRecord(self.sim.elapsed(), instance.name, number, jid, text, message_id)
         )
         self.sim.emit(instance, "send.message", message)
         return json_response(message, status=201)

@@ -21,7 +21,7 @@ from whatsapp_operator.devkit.simulator.instance import (
     utc_now_iso,
     validate_action,
 )
-from whatsapp_operator.devkit.simulator.records import RecordedRequest, SentMessage
+from whatsapp_operator.devkit.simulator.records import RecordedRequest, SentRecord
 from whatsapp_operator.devkit.simulator.scenario import Scenario, ScenarioEvent
 from whatsapp_operator.devkit.simulator.webhooks import Delivery, RetryPolicy, WebhookConfig, WebhookSender
 
@@ -64,7 +64,7 @@ class Simulator:
         self.base_url: str | None = None
         self.instances: dict[str, SimInstance] = {}
         self.requests: list[RecordedRequest] = []
-        self.messages: list[SentMessage] = []
+        self.messages: list[SentRecord] = []
         self.deliveries: list[Delivery] = []
         self.faults: list[Fault] = []
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -29,7 +29,7 @@ class ReceivedWebhook:
         return self.body.get("instance") if isinstance(self.body, dict) else None
 
 
-class WebhookReceiver:
+class WebhookSink:
     """Answers the scripted `statuses` in turn, then `default` for ever."""
 
     def __init__(self, statuses: Iterable[int] = (), default: int = 200) -> None:
@@ -54,7 +54,7 @@ class WebhookReceiver:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> WebhookReceiver:
+    async def __aenter__(self) -> WebhookSink:
         await self.start()
         return self
 

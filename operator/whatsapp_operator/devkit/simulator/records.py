@@ -35,7 +35,7 @@ class RecordedRequest:
 
 
 @dataclass(slots=True)
-class SentMessage:
+class SentRecord:
     """A sendText the simulator accepted."""
 
     at: float

@@ -34,7 +34,7 @@ class ScenarioEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class InstanceSpec:
+class ScenarioInstance:
     """An instance that already exists on the server when the simulator starts."""
 
     name: str
@@ -55,7 +55,7 @@ class FaultSpec:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    instances: tuple[InstanceSpec, ...] = ()
+    instances: tuple[ScenarioInstance, ...] = ()
     faults: tuple[FaultSpec, ...] = ()
 
     @classmethod
@@ -89,13 +89,13 @@ class Scenario:
         return cls(tuple(instances), faults)
 
 
-def _instance(item: Any, where: str) -> InstanceSpec:
+def _instance(item: Any, where: str) -> ScenarioInstance:
     _mapping(item, where)
     _no_unknown_keys(item, _INSTANCE_KEYS, where)
     name = item.get("name")
     if not isinstance(name, str) or not name or "/" in name:
         raise ScenarioError(f"{where}.name: a non-empty name without '/' is required")
-    return InstanceSpec(
+    return ScenarioInstance(
         name=name,
         start=_start(item, where),
         events=_events(item, where),
@@ -105,7 +105,7 @@ def _instance(item: Any, where: str) -> InstanceSpec:
     )
 
 
-def _group(item: Any, where: str) -> list[InstanceSpec]:
+def _group(item: Any, where: str) -> list[ScenarioInstance]:
     """`{prefix: bulk, count: 3}` -> bulk-00001, bulk-00002, bulk-00003, all alike."""
     _mapping(item, where)
     _no_unknown_keys(item, _GROUP_KEYS, where)
@@ -115,7 +115,7 @@ def _group(item: Any, where: str) -> list[InstanceSpec]:
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ScenarioError(f"{where}.count: a positive integer is required")
     start, events, webhook = _start(item, where), _events(item, where), _webhook(item, where)
-    return [InstanceSpec(f"{prefix}-{n:05d}", start, events, webhook=webhook) for n in range(1, count + 1)]
+    return [ScenarioInstance(f"{prefix}-{n:05d}", start, events, webhook=webhook) for n in range(1, count + 1)]
 
 
 def _fault(item: Any, where: str) -> FaultSpec:

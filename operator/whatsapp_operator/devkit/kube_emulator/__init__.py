@@ -1,0 +1,49 @@
+"""An in-process Kubernetes API server, strict where the operator's correctness depends on it.
+
+kmock's KubernetesEmulator stores whatever it is sent. An operator tested against it can pass and
+still fail on a cluster: a status field the CRD does not declare silently disappears there, a write
+with a stale resourceVersion is refused, `/status` is the only way to change `.status`. This one
+does on every write what a real API server does:
+
+- resourceVersion from one cluster-wide counter, bumped by every write that changes something (a
+  no-op write changes nothing and sends no watch event), 409 Conflict on a stale one (PUT, or
+  `metadata.resourceVersion` in a merge patch), 422 when a JSON-patch `test` fails (kopf relies on
+  that for its finalizers); uid, creationTimestamp, generation (+1 when anything but metadata and
+  status changes), generateName, 409 AlreadyExists, 404 NotFound;
+- the status subresource: writes to the object ignore `.status`, writes to `/status` change only
+  `.status` and leave generation alone;
+- custom resources are pruned (unknown fields dropped and recorded in `pruned`), defaulted and
+  validated against their CRD's openAPIV3Schema (422 Invalid naming each field, like
+  `spec.phoneNumber: Invalid value: ...`); labels, annotations and names as the API server checks
+  them; Secrets fold `stringData` into base64 `data`;
+- finalizers and deletionTimestamp; DELETE returns the object; list and watch with resourceVersion,
+  sendInitialEvents, label and field selectors, timeoutSeconds, and 410 Gone past the watch window;
+- discovery with kinds, verbs, short names, categories and subresources, as kopf reads it.
+
+Every write request is recorded (`writes()`, `write_log`) so that tests can count PATCHes;
+`columns()` reads an object's printer columns as `kubectl get` would show them.
+Namespaces need not be created first: a namespaced write creates its Namespace (`default` exists).
+Served besides the CRDs: Namespaces, Secrets, Events (core and events.k8s.io), kopf's peerings
+(kopf.dev, schema-less) and the CRDs themselves (read-only: use `register_crd()`).
+Not emulated: server-side apply and strategic merge on custom resources (415), dry runs, garbage
+collection of owned objects, admission webhooks, authentication and RBAC, and Table responses.
+
+Test and demo tooling: nothing in the operator imports this package.
+"""
+
+from whatsapp_operator.devkit.kube_emulator.cluster import EmulatedCluster, KubeApiError
+from whatsapp_operator.devkit.kube_emulator.resources import PrunedField, ResourceType, Write
+from whatsapp_operator.devkit.kube_emulator.schema import Cause, Schema, structural_errors
+from whatsapp_operator.devkit.kube_emulator.server import StrictKubernetesEmulator
+
+__all__ = [
+    "Cause",
+    "EmulatedCluster",
+    "KubeApiError",
+    "PrunedField",
+    "ResourceType",
+    "Schema",
+    "StrictKubernetesEmulator",
+    "Write",
+    "structural_errors",
+]

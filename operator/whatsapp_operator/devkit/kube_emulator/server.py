@@ -1,0 +1,725 @@
+"""The strict emulator: kmock's scaffold with the API server's semantics on every request."""
+
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import copy
+import dataclasses
+import json
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import EllipsisType
+from typing import Any
+
+import aiohttp.web
+import attrs
+import jsonpatch
+import jsonpointer
+import kmock
+
+from whatsapp_operator.devkit.kube_emulator.resources import (
+    BUILTINS,
+    CRDS,
+    NAMESPACES,
+    SECRETS,
+    WRITE_VERBS,
+    Change,
+    PrunedField,
+    ResourceType,
+    Write,
+)
+from whatsapp_operator.devkit.kube_emulator.schema import (
+    GENERATE_ALPHABET,
+    JSON_PATCH,
+    MERGE_PATCH,
+    NAMESPACE_PATH,
+    OBJECT_META_FIELDS,
+    STRATEGIC_MERGE_PATCH,
+    SYSTEM_METADATA,
+    Body,
+    Cause,
+    ObjectKey,
+    Schema,
+    api_error,
+    fold_string_data,
+    go,
+    metadata_causes,
+    now_rfc3339,
+    status_body,
+    structural_errors,
+)
+from whatsapp_operator.devkit.kube_emulator.selectors import field_selector, jsonpath, jsonpath_steps, label_selector
+
+
+@attrs.define(kw_only=True)
+class StrictKubernetesEmulator(kmock.KubernetesScaffold):
+    """kmock's Kubernetes scaffold (discovery, errors, its DSL) with an API server's write semantics.
+
+    The state changes where the response is made, not before kmock's matching (as its own emulator
+    does), so a reaction a test injects (`emulator["patch", resource] << 503`) fails the write the way
+    a broken API server would: nothing is stored.
+    """
+
+    watch_window: int = 10_000  # events kept per resource for watches resuming from a resourceVersion
+
+    pruned: list[PrunedField] = attrs.field(factory=list, init=False)
+    write_log: list[Write] = attrs.field(factory=list, init=False)
+
+    _types: dict[kmock.resource, ResourceType] = attrs.field(factory=dict, init=False)
+    _objects: kmock.ObjectsArray = attrs.field(factory=kmock.ObjectsArray, init=False)
+    _rv: int = attrs.field(default=0, init=False)
+    _log: dict[kmock.resource, list[Change]] = attrs.field(factory=dict, init=False)
+    _forgotten: dict[kmock.resource, int] = attrs.field(factory=dict, init=False)  # newest rv dropped
+    _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    _written: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    _own_reactions: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for criterion, serve in self._routes().items():
+            if criterion == kmock.action.CREATE:
+                self.fallback[criterion] << 201 << serve
+            else:
+                self.fallback[criterion] << serve
+        self._own_reactions = len(self._payloads)
+        for rtype in BUILTINS:
+            self.register(rtype)
+        self._ensure_namespace("default")
+
+    def _routes(self) -> dict[kmock.action | kmock.method, Callable[[kmock.Request], Awaitable[Any]]]:
+        return {
+            kmock.action.LIST: self._serve_list,
+            kmock.action.WATCH: self._serve_watch,
+            kmock.action.FETCH: self._serve_fetch,
+            kmock.action.CREATE: self._serve_create,
+            kmock.action.UPDATE: self._serve_patch,
+            kmock.action.DELETE: self._serve_delete,
+            kmock.method.PUT: self._serve_replace,
+        }
+
+    # -- what is served ------------------------------------------------------------------------
+
+    def register(self, rtype: ResourceType) -> None:
+        self._types[rtype.ref] = rtype
+        self.resources[rtype.ref] = kmock.ResourceInfo(
+            kind=rtype.kind,
+            singular=rtype.singular,
+            namespaced=rtype.namespaced,
+            verbs=rtype.verbs,
+            shortnames=rtype.shortnames,
+            categories=rtype.categories,
+            subresources={"status"} if rtype.status_subresource else set(),
+        )
+
+    def register_crd(self, crd: Mapping[str, Any]) -> None:
+        """Serve a CustomResourceDefinition's versions, refusing it as the API server would."""
+        spec, names = crd["spec"], crd["spec"]["names"]
+        for version in spec["versions"]:
+            openapi = version["schema"]["openAPIV3Schema"]
+            errors = structural_errors(openapi)
+            if errors:
+                raise ValueError(f"{crd['metadata']['name']} {version['name']} is not structural: {errors}")
+            columns = tuple((c["name"], c["jsonPath"]) for c in version.get("additionalPrinterColumns", ()))
+            for _, path in columns:
+                jsonpath_steps(path)  # refuse what columns() could not evaluate
+            if version.get("served", True):
+                self.register(
+                    ResourceType(
+                        group=spec["group"],
+                        version=version["name"],
+                        plural=names["plural"],
+                        kind=names["kind"],
+                        namespaced=spec["scope"] == "Namespaced",
+                        singular=names.get("singular", names["kind"].lower()),
+                        shortnames=tuple(names.get("shortNames", ())),
+                        categories=tuple(names.get("categories", ())),
+                        status_subresource="status" in version.get("subresources", {}),
+                        custom=True,
+                        schema=Schema(openapi),
+                        columns=columns,
+                    )
+                )
+        stored = copy.deepcopy(dict(crd))
+        stored["status"] = {
+            "acceptedNames": names,
+            "storedVersions": [v["name"] for v in spec["versions"] if v.get("storage")],
+            "conditions": [
+                {"type": kind, "status": "True", "reason": reason, "message": "", "lastTransitionTime": now_rfc3339()}
+                for kind, reason in (("NamesAccepted", "NoConflicts"), ("Established", "InitialNamesAccepted"))
+            ],
+        }
+        self._create_object(CRDS, None, stored)
+
+    def resolve(self, name: str) -> ResourceType:
+        """A resource as kubectl finds it: by plural, singular, short name or kind (any case)."""
+        wanted = name.lower()
+        for rtype in self._types.values():
+            if (
+                wanted in {rtype.plural, rtype.singular, rtype.kind.lower(), *rtype.shortnames}
+                or wanted == rtype.qualified
+            ):
+                return rtype
+        raise LookupError(f"the server doesn't have a resource type {name!r}")
+
+    def lookup(self, api_version: str, kind: str) -> ResourceType:
+        for rtype in self._types.values():
+            if rtype.api_version == api_version and rtype.kind == kind:
+                return rtype
+        raise LookupError(f"no matches for kind {kind!r} in version {api_version!r}")
+
+    # -- what tests assert on --------------------------------------------------------------------
+
+    @property
+    def objects(self) -> kmock.ObjectsArray:
+        """Every object and its versions (kmock's array: `objects[resource, namespace, name].history`)."""
+        return self._objects
+
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    def read(self, resource: str, name: str, namespace: str | None = "default") -> Body | None:
+        """The object as stored now (a copy), or None; no request is made or counted."""
+        rtype = self.resolve(resource)
+        return self._current((rtype.ref, namespace if rtype.namespaced else None, name))
+
+    def columns(self, resource: str, name: str, namespace: str | None = "default") -> dict[str, Any]:
+        """The object's printer columns as `kubectl get` shows them (None where a path finds nothing)."""
+        rtype = self.resolve(resource)
+        obj = self.read(resource, name, namespace)
+        if obj is None:
+            raise LookupError(f'{rtype.qualified} "{name}" not found')
+        return {column: next(iter(jsonpath(obj, path)), None) for column, path in rtype.columns}
+
+    async def next_change(self) -> None:
+        """Return after the next write that changes anything (no-op writes do not count)."""
+        await self._changed.wait()
+
+    async def next_write(self) -> None:
+        """Return after the next write request is answered, refused or not."""
+        await self._written.wait()
+
+    def writes(
+        self,
+        resource: str | None = None,
+        *,
+        subresource: str | EllipsisType | None = ...,
+        verb: str | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        user_agent: str | None = None,
+    ) -> int:
+        """How many write requests match; `subresource=None` means the object itself, `...` any."""
+        plural = self.resolve(resource).plural if resource is not None else None
+        return sum(
+            1
+            for write in self.write_log
+            if (plural is None or write.plural == plural)
+            and (subresource is ... or write.subresource == subresource)
+            and (verb is None or write.verb == verb)
+            and (namespace is None or write.namespace == namespace)
+            and (name is None or write.name == name)
+            and (user_agent is None or write.user_agent.startswith(user_agent))
+        )
+
+    def events(
+        self,
+        *,
+        name: str | None = None,
+        kind: str | None = None,
+        namespace: str | None = None,
+        reason: str | None = None,
+        type: str | None = None,
+    ) -> list[Body]:
+        """Kubernetes Events of both APIs (core v1 and events.k8s.io), oldest first, by what they are about."""
+        found: list[tuple[int, Body]] = []
+        for rtype in self._types.values():
+            if rtype.kind != "Event":
+                continue
+            for key, obj in self._objects.items():
+                if key[0] != rtype.ref or obj.deleted:
+                    continue
+                event = copy.deepcopy(obj.raw)
+                about = event.get("involvedObject") or event.get("regarding") or {}
+                if (
+                    (name is None or about.get("name") == name)
+                    and (kind is None or about.get("kind") == kind)
+                    and (namespace is None or event["metadata"].get("namespace") == namespace)
+                    and (reason is None or event.get("reason") == reason)
+                    and (type is None or event.get("type") == type)
+                ):
+                    found.append((int(event["metadata"]["resourceVersion"]), event))
+        return [event for _, event in sorted(found, key=lambda pair: pair[0])]
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        match = NAMESPACE_PATH.fullmatch(raw_request.path)
+        if match is None:
+            return await super().__call__(raw_request)
+        body = await raw_request.read()
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        method = kmock.method(raw_request.method)
+        watching = method == kmock.method.GET and raw_request.query.get("watch") in ("true", "1")
+        action = (
+            kmock.action.WATCH
+            if watching
+            else {
+                (kmock.method.GET, False): kmock.action.LIST,
+                (kmock.method.POST, False): kmock.action.CREATE,
+                (kmock.method.GET, True): kmock.action.FETCH,
+                (kmock.method.PATCH, True): kmock.action.UPDATE,
+                (kmock.method.DELETE, True): kmock.action.DELETE,
+            }.get((method, match["name"] is not None))
+        )
+        request = kmock.Request(
+            id=len(self._requests),
+            method=method,
+            url=raw_request.url,
+            params=dict(raw_request.query),
+            headers=dict(raw_request.headers),
+            body=body,
+            text=body.decode(errors="replace"),
+            data=data,
+            action=action,
+            resource=NAMESPACES.ref,
+            name=match["name"],
+            subresource=match["subresource"],
+            raw_request=raw_request,
+        )
+        self._requests.append(request)  # kmock matches reactions against its log of requests
+        return await self._handle(request)
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        refused: tuple[str, ...] = ()
+        try:
+            response = await self._serve(request)
+        except kmock.KubernetesError as error:
+            response = aiohttp.web.json_response(status_body(error), status=error.status)
+            refused = tuple(f"{c['field']}: {c['message']}" for c in (error.details or {}).get("causes", ()))
+        verb = WRITE_VERBS.get(request.method) if request.resource is not None else None
+        if verb is not None and request.resource.plural:
+            self.write_log.append(
+                Write(
+                    verb=verb,
+                    group=request.resource.group or "",
+                    plural=request.resource.plural,
+                    subresource=request.subresource,
+                    namespace=request.namespace,
+                    name=request.name,
+                    status=response.status,
+                    user_agent=_header(request, "User-Agent") or "",
+                    refused=refused,
+                )
+            )
+            self._written.set()
+            self._written = asyncio.Event()
+        return response
+
+    async def _serve(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """Serve object requests directly unless a test injected reactions: kmock matches a request
+        against its whole request log, which makes a long run quadratic. Discovery and injected
+        reactions (`emulator[...] << 503`) go through kmock; only those stay in its request log."""
+        serve = None
+        if request.resource is not None and request.resource.plural and len(self._payloads) == self._own_reactions:
+            serve = self._routes().get(kmock.method.PUT if request.method == kmock.method.PUT else request.action)
+        if serve is None:
+            return await super()._handle(request)
+        self._requests.remove(request)
+        status = 201 if request.action == kmock.action.CREATE else None
+        return await kmock.Response(status=status, payload=await serve(request))(request)
+
+    async def _serve_fetch(self, request: kmock.Request) -> Body:
+        _, _, obj = self._target(request)
+        return obj
+
+    async def _serve_list(self, request: kmock.Request) -> Body:
+        rtype = self._type_of(request)
+        matches = self._filter(request, rtype)
+        items = sorted(
+            self._current_objects(rtype), key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])
+        )
+        items = [obj for obj in items if matches(obj)]
+        metadata: Body = {"resourceVersion": str(self._rv)}
+        if request.params.get("continue"):
+            after = json.loads(base64.urlsafe_b64decode(request.params["continue"]))
+            items = [obj for obj in items if [obj["metadata"].get("namespace", ""), obj["metadata"]["name"]] > after]
+        limit = int(request.params.get("limit") or 0)
+        if limit and len(items) > limit:
+            items = items[:limit]
+            last = [items[-1]["metadata"].get("namespace", ""), items[-1]["metadata"]["name"]]
+            metadata["continue"] = base64.urlsafe_b64encode(json.dumps(last).encode()).decode()
+        return {"apiVersion": rtype.api_version, "kind": f"{rtype.kind}List", "metadata": metadata, "items": items}
+
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Body | bytes]:
+        rtype = self._type_of(request)
+        matches = self._filter(request, rtype)
+        since = request.params.get("resourceVersion") or "0"
+        if not since.isdigit():
+            raise api_error(400, "BadRequest", f"invalid resourceVersion: {since!r}")
+        lifetime = request.params.get("timeoutSeconds")
+        deadline = asyncio.get_running_loop().time() + float(lifetime) if lifetime else None
+        initial = request.params.get("sendInitialEvents") == "true"
+        return self._stream(rtype, matches, int(since), initial=initial, deadline=deadline)
+
+    async def _stream(
+        self,
+        rtype: ResourceType,
+        matches: Callable[[Body], bool],
+        since: int,
+        *,
+        initial: bool,
+        deadline: float | None,
+    ) -> AsyncIterator[Body | bytes]:
+        yield b""  # send the headers now: a watch may stay silent for long
+        cursor = since
+        if since == 0 or initial:
+            cursor = self._rv
+            for obj in self._current_objects(rtype):
+                if matches(obj):
+                    yield {"type": "ADDED", "object": obj}
+            if initial:
+                bookmark = {"resourceVersion": str(cursor), "annotations": {"k8s.io/initial-events-end": "true"}}
+                yield {
+                    "type": "BOOKMARK",
+                    "object": {"apiVersion": rtype.api_version, "kind": rtype.kind, "metadata": bookmark},
+                }
+        while True:
+            changed = self._changed  # before reading the log, so that no change slips between
+            if cursor < self._forgotten.get(rtype.ref, 0):
+                message = f"too old resource version: {cursor} ({self._forgotten[rtype.ref]})"
+                yield {"type": "ERROR", "object": status_body(api_error(410, "Expired", message))}
+                return
+            log = self._log.get(rtype.ref, [])
+            for change in log[bisect.bisect_right(log, cursor, key=lambda c: c.rv) :]:
+                cursor = change.rv
+                if matches(change.obj):
+                    yield {"type": change.type, "object": change.obj}
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await changed.wait()
+            except TimeoutError:
+                return
+
+    async def _serve_create(self, request: kmock.Request) -> Body:
+        rtype = self._type_of(request, writing=True)
+        body = _object(request.data)
+        namespace = self._scope(rtype, request.namespace)
+        meta = body.setdefault("metadata", {})
+        if rtype.namespaced and meta.setdefault("namespace", namespace) != namespace:
+            raise api_error(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
+        return self._create_object(rtype, namespace, body)
+
+    async def _serve_patch(self, request: kmock.Request) -> Body:
+        rtype, key, old = self._target(request, writing=True)
+        content_type = (_header(request, "Content-Type") or "").split(";")[0].strip()
+        if content_type == JSON_PATCH and isinstance(request.data, list):
+            try:
+                new = _object(jsonpatch.apply_patch(old, request.data))
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as e:
+                raise api_error(
+                    422, "Invalid", f"the server rejected our request due to an error in our request: {e}"
+                ) from e
+        elif content_type == MERGE_PATCH or (content_type == STRATEGIC_MERGE_PATCH and not rtype.custom):
+            patch = _object(request.data)
+            self._check_preconditions(rtype, old, patch.get("metadata") or {})
+            new = _merge_patch(old, patch)
+        else:
+            raise api_error(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include:"
+                f" {JSON_PATCH}, {MERGE_PATCH}",
+            )
+        return self._update_object(rtype, key, old, new, request.subresource)
+
+    async def _serve_replace(self, request: kmock.Request) -> Body:
+        if request.name is None:
+            raise api_error(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        rtype, key, old = self._target(request, writing=True)
+        new = _object(request.data)
+        meta = new.get("metadata") or {}
+        if meta.get("name", request.name) != request.name:
+            raise api_error(
+                400,
+                "BadRequest",
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({request.name})",
+            )
+        if rtype.custom and not meta.get("resourceVersion"):
+            cause = Cause(
+                "metadata.resourceVersion", "FieldValueInvalid", "Invalid value: 0x0: must be specified for an update"
+            )
+            raise self._invalid(rtype, request.name, [cause])
+        self._check_preconditions(rtype, old, meta)
+        return self._update_object(rtype, key, old, new, request.subresource)
+
+    async def _serve_delete(self, request: kmock.Request) -> Body:
+        rtype, key, old = self._target(request, writing=True)
+        options = request.data if isinstance(request.data, dict) else {}
+        self._check_preconditions(rtype, old, options.get("preconditions") or {})
+        if not old["metadata"].get("finalizers"):
+            return self._remove(rtype, key, old)
+        if old["metadata"].get("deletionTimestamp"):
+            return old
+        new = copy.deepcopy(old)
+        new["metadata"].update(deletionTimestamp=now_rfc3339(), deletionGracePeriodSeconds=0)
+        if rtype.custom:
+            new["metadata"]["generation"] += 1
+        return self._commit(rtype, key, new, "MODIFIED")
+
+    # -- the API server's write path -------------------------------------------------------------
+
+    def _create_object(self, rtype: ResourceType, namespace: str | None, body: Body) -> Body:
+        _check_kind(rtype, body)
+        meta = body.setdefault("metadata", {})
+        for field in SYSTEM_METADATA:
+            meta.pop(field, None)
+        if not rtype.namespaced:
+            meta.pop("namespace", None)
+        if not meta.get("name"):
+            if not meta.get("generateName"):
+                cause = Cause("metadata.name", "FieldValueRequired", "Required value: name or generateName is required")
+                raise self._invalid(rtype, "", [cause])
+            meta["name"] = self._generate_name(rtype, namespace, meta["generateName"])
+        key = (rtype.ref, namespace, meta["name"])
+        if self._current(key) is not None:
+            raise api_error(
+                409,
+                "AlreadyExists",
+                f'{rtype.qualified} "{meta["name"]}" already exists',
+                name=meta["name"],
+                group=rtype.group,
+                kind=rtype.plural,
+            )
+        if rtype.status_subresource:
+            body.pop("status", None)
+        if rtype is NAMESPACES:
+            body["status"] = {"phase": "Active"}
+        obj = self._admit(rtype, body, key)
+        obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339())
+        if rtype.custom:
+            obj["metadata"]["generation"] = 1
+        if namespace is not None:
+            self._ensure_namespace(namespace)
+        return self._commit(rtype, key, obj, "ADDED")
+
+    def _update_object(
+        self, rtype: ResourceType, key: ObjectKey, old: Body, new: Body, subresource: str | None
+    ) -> Body:
+        _check_kind(rtype, new)
+        if subresource == "status":
+            status = new.get("status")
+            new = {k: v for k, v in copy.deepcopy(old).items() if k != "status"}
+            if status is not None:
+                new["status"] = status
+        elif rtype.status_subresource:
+            new = {k: v for k, v in new.items() if k != "status"}
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+        meta = new["metadata"] = dict(new.get("metadata") or {})
+        for field in (*SYSTEM_METADATA, "name", "namespace"):
+            meta.pop(field, None)
+            if field in old["metadata"]:
+                meta[field] = old["metadata"][field]
+        obj = self._admit(rtype, new, key)
+        if obj == old:
+            return old  # a no-op write stores nothing and notifies no one, as in etcd
+        added = set(obj["metadata"].get("finalizers", [])) - set(old["metadata"].get("finalizers", []))
+        if old["metadata"].get("deletionTimestamp") and added:
+            cause = Cause(
+                "metadata.finalizers",
+                "FieldValueForbidden",
+                "Forbidden: no new finalizers can be added if the object is being deleted,"
+                f" found new finalizers {go(sorted(added))}",
+            )
+            raise self._invalid(rtype, key[2], [cause])
+        if rtype.custom and _spec_of(obj, rtype) != _spec_of(old, rtype):
+            obj["metadata"]["generation"] = old["metadata"]["generation"] + 1
+        if obj["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers"):
+            return self._remove(rtype, key, obj)
+        return self._commit(rtype, key, obj, "MODIFIED")
+
+    def _admit(self, rtype: ResourceType, body: Body, key: ObjectKey) -> Body:
+        """Prune, default, and validate: what the API server does between decoding and storing."""
+        obj = copy.deepcopy(body)
+        meta = obj["metadata"]
+        unknown_meta = sorted(set(meta) - OBJECT_META_FIELDS)
+        for field in unknown_meta:
+            del meta[field]
+        pruned = [f"metadata.{field}" for field in unknown_meta]
+        causes = metadata_causes(meta, dns_label=rtype is NAMESPACES)
+        if rtype.schema is not None:
+            pruned += rtype.schema.prune(obj)
+            rtype.schema.default(obj)
+            causes += rtype.schema.validate(obj)
+        if rtype is SECRETS:
+            causes += fold_string_data(obj)
+        if causes:
+            raise self._invalid(rtype, key[2], causes)
+        self.pruned.extend(PrunedField(rtype.plural, key[1], key[2], field) for field in pruned)
+        return obj
+
+    def _commit(self, rtype: ResourceType, key: ObjectKey, obj: Body, change: str) -> Body:
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        if change == "DELETED":
+            self._objects[key].delete()
+        elif key in self._objects:
+            self._objects[key].history.append(obj)
+        else:
+            self._objects[key] = obj
+        log = self._log.setdefault(rtype.ref, [])
+        log.append(Change(self._rv, change, obj))
+        if len(log) > 2 * self.watch_window:  # trim in batches: cheap, and watchers rarely lag
+            self._forgotten[rtype.ref] = log[-self.watch_window - 1].rv
+            del log[: -self.watch_window]
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return obj
+
+    def _remove(self, rtype: ResourceType, key: ObjectKey, obj: Body) -> Body:
+        return self._commit(rtype, key, copy.deepcopy(obj), "DELETED")
+
+    def _ensure_namespace(self, name: str) -> None:
+        if self._current((NAMESPACES.ref, None, name)) is None:
+            self._create_object(NAMESPACES, None, {"metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}})
+
+    def _generate_name(self, rtype: ResourceType, namespace: str | None, prefix: str) -> str:
+        while True:
+            name = prefix[:58] + "".join(random.choices(GENERATE_ALPHABET, k=5))
+            if self._current((rtype.ref, namespace, name)) is None:
+                return name
+
+    def _check_preconditions(self, rtype: ResourceType, old: Body, given: Mapping[str, Any]) -> None:
+        for field in ("uid", "resourceVersion"):
+            if given.get(field) and given[field] != old["metadata"].get(field):
+                name = old["metadata"]["name"]
+                message = (
+                    f'Operation cannot be fulfilled on {rtype.qualified} "{name}": the object has been modified;'
+                    " please apply your changes to the latest version and try again"
+                )
+                raise api_error(409, "Conflict", message, name=name, group=rtype.group, kind=rtype.plural)
+
+    def _invalid(self, rtype: ResourceType, name: str, causes: list[Cause]) -> kmock.KubernetesError:
+        listed = str(causes[0]) if len(causes) == 1 else f"[{', '.join(map(str, causes))}]"
+        kind = f"{rtype.kind}.{rtype.group}" if rtype.group else rtype.kind
+        details = {
+            "name": name,
+            "group": rtype.group,
+            "kind": rtype.kind,
+            "causes": [dataclasses.asdict(c) for c in causes],
+        }
+        return api_error(422, "Invalid", f'{kind} "{name}" is invalid: {listed}', **details)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _type_of(self, request: kmock.Request, *, writing: bool = False) -> ResourceType:
+        rtype = self._types.get(request.resource) if request.resource is not None else None
+        if rtype is None:
+            raise api_error(404, "NotFound", "the server could not find the requested resource")
+        if writing and rtype.read_only:
+            raise api_error(
+                405, "MethodNotAllowed", f"the emulator serves {rtype.qualified} read-only: use register_crd()"
+            )
+        return rtype
+
+    def _scope(self, rtype: ResourceType, namespace: str | None) -> str | None:
+        if rtype.namespaced != (namespace is not None):
+            raise api_error(404, "NotFound", "the server could not find the requested resource")
+        return namespace
+
+    def _target(self, request: kmock.Request, *, writing: bool = False) -> tuple[ResourceType, ObjectKey, Body]:
+        rtype = self._type_of(request, writing=writing)
+        if request.subresource is not None and not (request.subresource == "status" and rtype.status_subresource):
+            raise api_error(404, "NotFound", "the server could not find the requested resource")
+        key = (rtype.ref, self._scope(rtype, request.namespace), request.name or "")
+        obj = self._current(key)
+        if obj is None:
+            raise api_error(
+                404,
+                "NotFound",
+                f'{rtype.qualified} "{request.name}" not found',
+                name=request.name,
+                group=rtype.group,
+                kind=rtype.plural,
+            )
+        return rtype, key, obj
+
+    def _current(self, key: ObjectKey) -> Body | None:
+        if key not in self._objects or self._objects[key].deleted:
+            return None
+        return copy.deepcopy(self._objects[key].raw)
+
+    def _current_objects(self, rtype: ResourceType) -> list[Body]:
+        return [obj.raw for key, obj in self._objects.items() if key[0] == rtype.ref and not obj.deleted]
+
+    def _filter(self, request: kmock.Request, rtype: ResourceType) -> Callable[[Body], bool]:
+        namespace, name = request.namespace, request.name
+        labels = label_selector(request.params.get("labelSelector", ""))
+        fields = field_selector(request.params.get("fieldSelector", ""))
+        return lambda obj: (
+            (namespace is None or obj["metadata"].get("namespace") == namespace)
+            and (name is None or obj["metadata"]["name"] == name)
+            and labels(obj["metadata"].get("labels") or {})
+            and fields(obj)
+        )
+
+
+def _header(request: kmock.Request, name: str) -> str | None:
+    return next((value for key, value in request.headers.items() if key.lower() == name.lower()), None)
+
+
+def _object(data: Any) -> Body:
+    """A body shaped like an object (a JSON object with an object for metadata), or a 400."""
+    if not isinstance(data, dict) or not isinstance(data.get("metadata", {}), dict):
+        raise api_error(400, "BadRequest", "the body must be a JSON object whose metadata is an object")
+    return copy.deepcopy(data)
+
+
+def _check_kind(rtype: ResourceType, body: Body) -> None:
+    """Fill apiVersion and kind when absent (clients may omit them); refuse them when wrong."""
+    for field, expected in (("apiVersion", rtype.api_version), ("kind", rtype.kind)):
+        if body.setdefault(field, expected) != expected:
+            raise api_error(
+                400,
+                "BadRequest",
+                f"the {field} in the data ({body[field]}) does not match the expected {field} ({expected})",
+            )
+
+
+def _spec_of(obj: Body, rtype: ResourceType) -> Body:
+    """Whatever bumps generation when it changes: all but metadata (and status, if a subresource)."""
+    skip = {"metadata", "status"} if rtype.status_subresource else {"metadata"}
+    return {key: value for key, value in obj.items() if key not in skip}
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge, null deletes, everything else (lists included) replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The emulator on a loopback port, and the verbs of a kubectl user.
+
+USER_AGENT = "kubectl/emulated"  # the verbs' User-Agent, to tell their writes from the operator's
+
+
