@@ -9,7 +9,7 @@ import datetime
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from whatsapp_operator.devkit.emulator import EmulatedCluster
+from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 from whatsapp_operator.devkit.manifests import instance_manifest as instance_manifest
 from whatsapp_operator.devkit.manifests import phase_changes as phase_changes
 from whatsapp_operator.devkit.manifests import phases_seen as phases_seen

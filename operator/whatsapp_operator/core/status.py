@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -27,23 +28,35 @@ def rfc3339(value: datetime.datetime | None) -> str | None:
 
 
 def parse_time(value: Any) -> datetime.datetime | None:
-    if not value:
-        return None
+    return _parse_time(str(value)) if value else None
+
+
+# Shared, immutable values: instances that changed in the same second hold one datetime, and equal
+# conditions one Condition, instead of one each (a fleet converges within seconds).
+@functools.lru_cache(maxsize=4096)
+def _parse_time(value: str) -> datetime.datetime | None:
     try:
-        parsed = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def from_condition(raw: Mapping[str, Any]) -> Condition:
-    return Condition(
-        type=str(raw.get("type")),
-        status=str(raw.get("status")),
-        reason=str(raw.get("reason") or ""),
-        message=str(raw.get("message") or ""),
-        last_transition_time=parse_time(raw.get("lastTransitionTime")),
+    return _condition(
+        str(raw.get("type")),
+        str(raw.get("status")),
+        str(raw.get("reason") or ""),
+        str(raw.get("message") or ""),
+        parse_time(raw.get("lastTransitionTime")),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _condition(
+    type: str, status: str, reason: str, message: str, last_transition_time: datetime.datetime | None
+) -> Condition:
+    return Condition(type, status, reason, message, last_transition_time)
 
 
 def to_condition(c: Condition) -> dict[str, Any]:

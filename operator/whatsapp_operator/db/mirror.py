@@ -28,7 +28,7 @@ from whatsapp_operator.core.phases import DB_STATUS, Phase
 from whatsapp_operator.db import connection
 from whatsapp_operator.db.connection import SCHEMA, connection_params, error_line
 from whatsapp_operator.db.sync import SYNCED, SyncReason, SyncStatus
-from whatsapp_operator.db.writes import ClearPairingCode, PairingCode, Queued, Transition, Write, aware
+from whatsapp_operator.db.writes import ClearPairingCode, PairingCode, PhaseChange, Queued, Write, aware
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class StatusMirror:
         namespace, _, name = key.partition("/")
         self._enqueue(
             key,
-            Transition(
+            PhaseChange(
                 event_id=uuid.uuid4(),
                 namespace=namespace,
                 name=name,

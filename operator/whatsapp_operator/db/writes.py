@@ -11,7 +11,7 @@ from whatsapp_operator.core.phases import Phase
 
 
 @dataclass(frozen=True)
-class Transition:
+class PhaseChange:
     event_id: uuid.UUID
     namespace: str
     name: str
@@ -38,7 +38,7 @@ class ClearPairingCode:
     driver_id: str
 
 
-Write = Transition | PairingCode | ClearPairingCode
+Write = PhaseChange | PairingCode | ClearPairingCode
 
 
 @dataclass(frozen=True)
