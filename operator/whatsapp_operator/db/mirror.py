@@ -25,6 +25,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from whatsapp_operator.core.phases import DB_STATUS, Phase
+from whatsapp_operator.core.resources import InstanceKey
 from whatsapp_operator.db import connection
 from whatsapp_operator.db.connection import SCHEMA, connection_params, error_line
 from whatsapp_operator.db.sync import SYNCED, SyncReason, SyncStatus
@@ -82,16 +83,16 @@ class StatusMirror:
         self,
         database_url: str,
         settings: MirrorSettings | None = None,
-        on_sync: Callable[[str, SyncStatus], None] | None = None,
+        on_sync: Callable[[InstanceKey, SyncStatus], None] | None = None,
     ) -> None:
         """Raises DatabaseConfigError for a malformed URL: a configuration error, not an outage."""
         self.settings = settings or MirrorSettings()
         self.counters = MirrorCounters()
         self._params = connection_params(database_url)
         self._on_sync = on_sync
-        self._queues: dict[str, deque[Queued]] = {}
-        self._row_problems: dict[str, SyncStatus] = {}
-        self._published: dict[str, SyncStatus] = {}  # keys whose last published status was not SYNCED
+        self._queues: dict[InstanceKey, deque[Queued]] = {}
+        self._row_problems: dict[InstanceKey, SyncStatus] = {}
+        self._published: dict[InstanceKey, SyncStatus] = {}  # keys whose last published status was not SYNCED
         self._outage: str | None = None  # first error of the current outage
         self._work = asyncio.Event()
         self._idle = asyncio.Event()
@@ -139,7 +140,7 @@ class StatusMirror:
     def record_transition(
         self,
         *,
-        key: str,
+        key: InstanceKey,
         instance: str,
         driver_id: str,
         from_phase: Phase | None,
@@ -149,9 +150,9 @@ class StatusMirror:
         forced: bool,
         at: datetime,
     ) -> None:
-        """Queue a phase change of the WhatsAppInstance `key` ("namespace/name"); `instance` is its name
+        """Queue a phase change of the WhatsAppInstance `key`; `instance` is its name
         on the Evolution server. Naive times are taken as UTC, here and in `record_pairing_code`."""
-        namespace, _, name = key.partition("/")
+        namespace, name = key
         self._enqueue(
             key,
             PhaseChange(
@@ -170,15 +171,15 @@ class StatusMirror:
         )
 
     def record_pairing_code(
-        self, *, key: str, driver_id: str, code: str, generated_at: datetime, expires_at: datetime
+        self, *, key: InstanceKey, driver_id: str, code: str, generated_at: datetime, expires_at: datetime
     ) -> None:
         """Queue a freshly obtained pairing code; the row's attempt count goes up once per code."""
         self._enqueue(key, PairingCode(driver_id, code, aware(generated_at), aware(expires_at)))
 
-    def clear_pairing_code(self, *, key: str, driver_id: str) -> None:
+    def clear_pairing_code(self, *, key: InstanceKey, driver_id: str) -> None:
         self._enqueue(key, ClearPairingCode(driver_id))
 
-    def sync_status(self, key: str) -> SyncStatus:
+    def sync_status(self, key: InstanceKey) -> SyncStatus:
         pending = len(self._queues.get(key, ()))
         if pending and self._outage is not None:
             return SyncStatus(False, SyncReason.DATABASE_UNAVAILABLE, self._outage, pending)
@@ -197,7 +198,7 @@ class StatusMirror:
         """Wait until every queued write is in the database (forever, if it never comes back)."""
         await self._idle.wait()
 
-    def _enqueue(self, key: str, write: Write) -> None:
+    def _enqueue(self, key: InstanceKey, write: Write) -> None:
         self._queues.setdefault(key, deque()).append(Queued(write))
         self._idle.clear()
         self._work.set()
@@ -242,7 +243,7 @@ class StatusMirror:
             self._outage = None
         return True
 
-    async def _drain_key(self, key: str) -> None:
+    async def _drain_key(self, key: InstanceKey) -> None:
         assert self._pool is not None
         queue = self._queues[key]
         async with self._pool.connection(timeout=self.settings.connection_timeout_seconds) as conn:
@@ -274,7 +275,7 @@ class StatusMirror:
         for key in self._queues:
             self._publish(key)
 
-    def _note_row(self, key: str, row: SyncStatus | None) -> None:
+    def _note_row(self, key: InstanceKey, row: SyncStatus | None) -> None:
         """Remember what the last write that reached the driver's row found there."""
         if row is None:
             return
@@ -288,7 +289,7 @@ class StatusMirror:
             log.warning("%s: %s", key, row.message)
         self._row_problems[key] = row
 
-    def _publish(self, key: str) -> None:
+    def _publish(self, key: InstanceKey) -> None:
         status = self.sync_status(key)
         if status == self._published.get(key, SYNCED):
             return

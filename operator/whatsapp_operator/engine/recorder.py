@@ -74,7 +74,7 @@ class Recorder:
         assert self.mirror is not None
         spec = t.spec
         self.mirror.record_transition(
-            key=str(spec.key),
+            key=spec.key,
             instance=spec.instance_name,
             driver_id=spec.driver_id,
             from_phase=old.phase,
@@ -85,7 +85,7 @@ class Recorder:
             at=self.clock.now(),
         )
         if new.phase is Phase.CONNECTED:
-            self.mirror.clear_pairing_code(key=str(spec.key), driver_id=spec.driver_id)
+            self.mirror.clear_pairing_code(key=spec.key, driver_id=spec.driver_id)
 
     async def write_status(self, t: Tracked) -> None:
         """PATCH what changed. A probe that found nothing new leaves every input of the status as it
@@ -122,7 +122,7 @@ class Recorder:
         """A new pairing code goes to the application's row, and nowhere else."""
         if self.mirror is not None and t.code.valid_until is not None:
             self.mirror.record_pairing_code(
-                key=str(t.spec.key),
+                key=t.spec.key,
                 driver_id=t.spec.driver_id,
                 code=code,
                 generated_at=generated_at,

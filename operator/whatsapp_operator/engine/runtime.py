@@ -118,12 +118,10 @@ class Runtime:
         member = self.fleet.get(key)
         return None if member is None else self.prober(key.namespace, member.spec.server)
 
-    def on_sync(self, key: str, sync: SyncStatus) -> None:
+    def on_sync(self, instance: InstanceKey, sync: SyncStatus) -> None:
         """The mirror's verdict on one instance changed: route it to the prober that owns it."""
-        namespace, _, name = key.partition("/")
         status = ConditionStatus.TRUE if sync.synced else ConditionStatus.FALSE
         reason = "Synced" if sync.synced else (sync.reason or "Lagging")
-        instance = InstanceKey(namespace, name)
         for prober in self._probers.values():
             if instance in prober.tracked:
                 prober.database_synced(instance, status, reason, sync.message or "")

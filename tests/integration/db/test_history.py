@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.resources import InstanceKey
 from whatsapp_operator.db.history import Transition, run, uptime
 from whatsapp_operator.db.mirror import StatusMirror
 
@@ -69,7 +70,7 @@ async def test_history_prints_the_transitions_and_uptime(pg_url: str, capsys: py
     ]
     for hours_ago, from_phase, to_phase, state, reason, forced in steps:
         mirror.record_transition(
-            key="drivers/ana",
+            key=InstanceKey("drivers", "ana"),
             instance="evo-ana",
             driver_id="o'brien",
             from_phase=from_phase,
@@ -80,8 +81,8 @@ async def test_history_prints_the_transitions_and_uptime(pg_url: str, capsys: py
             at=now - timedelta(hours=hours_ago),
         )
     mirror.record_transition(
-        key="drivers/bob", instance="evo-bob", driver_id="bob", from_phase=None, to_phase=Phase.CONNECTED,
-        state="open", reason=None, forced=False, at=now,
+        key=InstanceKey("drivers", "bob"), instance="evo-bob", driver_id="bob", from_phase=None,
+        to_phase=Phase.CONNECTED, state="open", reason=None, forced=False, at=now,
     )  # fmt: skip
     await mirror.stop()
 

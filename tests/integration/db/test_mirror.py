@@ -14,11 +14,12 @@ import pytest
 
 from tests.support.pg import StoppableDatabase, execute
 from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.resources import InstanceKey
 from whatsapp_operator.db.mirror import MirrorSettings, StatusMirror
 from whatsapp_operator.db.sync import SyncReason, SyncStatus
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
-KEY = "drivers/ana"
+KEY = InstanceKey("drivers", "ana")
 DRIVER = "driver-ana"
 FAST = MirrorSettings(retry_base_seconds=0.05, retry_max_seconds=0.5, connection_timeout_seconds=1.0)
 
@@ -29,12 +30,12 @@ class SyncLog:
     """The on_sync callback: what the operator would turn into DatabaseSynced condition updates."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, SyncStatus]] = []
+        self.calls: list[tuple[InstanceKey, SyncStatus]] = []
 
-    def __call__(self, key: str, status: SyncStatus) -> None:
+    def __call__(self, key: InstanceKey, status: SyncStatus) -> None:
         self.calls.append((key, status))
 
-    def reasons(self, key: str) -> list[SyncReason]:
+    def reasons(self, key: InstanceKey) -> list[SyncReason]:
         return [status.reason for k, status in self.calls if k == key]
 
 
@@ -74,7 +75,7 @@ def record(
     to_phase: Phase,
     *,
     minute: int = 0,
-    key: str = KEY,
+    key: InstanceKey = KEY,
     driver_id: str = DRIVER,
     state: str | None = None,
     reason: int | None = None,
@@ -93,7 +94,7 @@ def record(
     )
 
 
-def pair(mirror: StatusMirror, code: str, *, second: int = 0, key: str = KEY, driver_id: str = DRIVER) -> None:
+def pair(mirror: StatusMirror, code: str, *, second: int = 0, key: InstanceKey = KEY, driver_id: str = DRIVER) -> None:
     """A pairing code obtained `second` seconds after T0, valid for a minute."""
     generated_at = T0 + timedelta(seconds=second)
     mirror.record_pairing_code(
@@ -293,13 +294,13 @@ async def test_configured_table_with_uuid_ids(pg_url: str, make_mirror: MakeMirr
 
     pair(mirror, "K7Q2M9XA", driver_id=driver_id)
     record(mirror, None, Phase.PAIRING, driver_id=driver_id)
-    record(mirror, None, Phase.PENDING, key="drivers/bob", driver_id="bob")  # cannot be a uuid
+    record(mirror, None, Phase.PENDING, key=InstanceKey("drivers", "bob"), driver_id="bob")  # cannot be a uuid
     await mirror.drain()
 
     (row,) = await execute(pg_url, """SELECT * FROM app."Motoristas" """)
     assert (row["estado_whatsapp"], row["codigo"], row["tentativas"]) == ("connecting", "K7Q2M9XA", 1)
     assert mirror.sync_status(KEY).synced
-    bob = mirror.sync_status("drivers/bob")
+    bob = mirror.sync_status(InstanceKey("drivers", "bob"))
     assert (bob.synced, bob.reason) == (False, SyncReason.DRIVER_ROW_REJECTED)
     assert "InvalidTextRepresentation" in bob.message
     assert len(await history(pg_url, "bob")) == 1  # the history row survives the rejected update
@@ -359,14 +360,14 @@ async def test_postgres_restarting_mid_run_loses_and_duplicates_nothing(
     pg_stoppable: StoppableDatabase, make_mirror: MakeMirror
 ) -> None:
     url = pg_stoppable.url
-    drivers = {f"drivers/{name}": f"driver-{name}" for name in ("ana", "bia", "caio")}
+    drivers = {InstanceKey("drivers", name): f"driver-{name}" for name in ("ana", "bia", "caio")}
     for driver_id in drivers.values():
         await add_driver(url, driver_id)
     sync = SyncLog()
     mirror = await make_mirror(url, on_sync=sync)
-    expected: dict[str, list[Phase]] = {key: [] for key in drivers}
+    expected: dict[InstanceKey, list[Phase]] = {key: [] for key in drivers}
 
-    def observe(key: str, to_phase: Phase) -> None:
+    def observe(key: InstanceKey, to_phase: Phase) -> None:
         from_phase = expected[key][-1] if expected[key] else None
         record(mirror, from_phase, to_phase, key=key, driver_id=drivers[key], minute=len(expected[key]))
         expected[key].append(to_phase)
@@ -377,15 +378,15 @@ async def test_postgres_restarting_mid_run_loses_and_duplicates_nothing(
 
     # A burst of flapping for one driver, with Postgres crashing while it is being written.
     for i in range(40):
-        observe("drivers/ana", Phase.CONNECTED if i % 2 == 0 else Phase.DISCONNECTED)
+        observe(InstanceKey("drivers", "ana"), Phase.CONNECTED if i % 2 == 0 else Phase.DISCONNECTED)
     await asyncio.to_thread(pg_stoppable.server.stop, "immediate")
 
     # While it is down the operator keeps observing.
-    observe("drivers/bia", Phase.PAIRING)
-    pair(mirror, "K7Q2M9XA", key="drivers/bia", driver_id="driver-bia")
-    observe("drivers/caio", Phase.CONNECTING)
-    observe("drivers/caio", Phase.UNKNOWN)
-    observe("drivers/ana", Phase.LOGGED_OUT)
+    observe(InstanceKey("drivers", "bia"), Phase.PAIRING)
+    pair(mirror, "K7Q2M9XA", key=InstanceKey("drivers", "bia"), driver_id="driver-bia")
+    observe(InstanceKey("drivers", "caio"), Phase.CONNECTING)
+    observe(InstanceKey("drivers", "caio"), Phase.UNKNOWN)
+    observe(InstanceKey("drivers", "ana"), Phase.LOGGED_OUT)
     await eventually(lambda: all(not mirror.sync_status(key).synced for key in drivers))
     await asyncio.sleep(2)
     assert all(mirror.sync_status(key).reason is SyncReason.DATABASE_UNAVAILABLE for key in drivers)
