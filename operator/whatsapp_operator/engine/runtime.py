@@ -122,7 +122,6 @@ class Runtime:
         """The mirror's verdict on one instance changed: route it to the prober that owns it."""
         status = ConditionStatus.TRUE if sync.synced else ConditionStatus.FALSE
         reason = "Synced" if sync.synced else (sync.reason or "Lagging")
-        for prober in self._probers.values():
-            if instance in prober.tracked:
-                prober.database_synced(instance, status, reason, sync.message or "")
-                return
+        owner = self._owner(instance)
+        if owner is not None and instance in owner.tracked:
+            owner.database_synced(instance, status, reason, sync.message or "")

@@ -360,7 +360,8 @@ async def test_postgres_restarting_mid_run_loses_and_duplicates_nothing(
     pg_stoppable: StoppableDatabase, make_mirror: MakeMirror
 ) -> None:
     url = pg_stoppable.url
-    drivers = {InstanceKey("drivers", name): f"driver-{name}" for name in ("ana", "bia", "caio")}
+    ana, bia, caio = (InstanceKey("drivers", name) for name in ("ana", "bia", "caio"))
+    drivers = {key: f"driver-{key.name}" for key in (ana, bia, caio)}
     for driver_id in drivers.values():
         await add_driver(url, driver_id)
     sync = SyncLog()
@@ -378,15 +379,15 @@ async def test_postgres_restarting_mid_run_loses_and_duplicates_nothing(
 
     # A burst of flapping for one driver, with Postgres crashing while it is being written.
     for i in range(40):
-        observe(InstanceKey("drivers", "ana"), Phase.CONNECTED if i % 2 == 0 else Phase.DISCONNECTED)
+        observe(ana, Phase.CONNECTED if i % 2 == 0 else Phase.DISCONNECTED)
     await asyncio.to_thread(pg_stoppable.server.stop, "immediate")
 
     # While it is down the operator keeps observing.
-    observe(InstanceKey("drivers", "bia"), Phase.PAIRING)
-    pair(mirror, "K7Q2M9XA", key=InstanceKey("drivers", "bia"), driver_id="driver-bia")
-    observe(InstanceKey("drivers", "caio"), Phase.CONNECTING)
-    observe(InstanceKey("drivers", "caio"), Phase.UNKNOWN)
-    observe(InstanceKey("drivers", "ana"), Phase.LOGGED_OUT)
+    observe(bia, Phase.PAIRING)
+    pair(mirror, "K7Q2M9XA", key=bia, driver_id=drivers[bia])
+    observe(caio, Phase.CONNECTING)
+    observe(caio, Phase.UNKNOWN)
+    observe(ana, Phase.LOGGED_OUT)
     await eventually(lambda: all(not mirror.sync_status(key).synced for key in drivers))
     await asyncio.sleep(2)
     assert all(mirror.sync_status(key).reason is SyncReason.DATABASE_UNAVAILABLE for key in drivers)
