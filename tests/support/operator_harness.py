@@ -16,6 +16,7 @@ from whatsapp_operator.devkit.manifests import phases_seen as phases_seen
 from whatsapp_operator.devkit.manifests import secret_manifest, server_manifest, webhook_spec
 from whatsapp_operator.devkit.manifests import statuses_seen as statuses_seen
 from whatsapp_operator.devkit.simulator import Simulator
+from whatsapp_operator.devkit.simulator.instance import SimInstance
 from whatsapp_operator.engine.runner import running
 from whatsapp_operator.engine.runtime import Runtime
 from whatsapp_operator.engine.settings import Config
@@ -102,3 +103,26 @@ def loop_now() -> float:
 
 def utc(seconds: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+
+
+class IssuedCodes:
+    """Every pairing code and QR payload the simulator issues, with when (the loop's time): read from
+    the QRCODE_UPDATED events it emits, which it emits whether or not a webhook listens."""
+
+    def __init__(self, simulator: Simulator) -> None:
+        self.issued: list[tuple[str, float, str, str | None]] = []  # instance, at, QR payload, pairing code
+        emit = simulator.emit
+
+        def recording(instance: SimInstance, event: str, data: Any) -> asyncio.Task[None] | None:
+            qrcode = (data or {}).get("qrcode") if event == "qrcode.updated" else None
+            if qrcode:
+                self.issued.append((instance.name, simulator.loop.time(), qrcode["code"], qrcode.get("pairingCode")))
+            return emit(instance, event, data)
+
+        simulator.emit = recording  # type: ignore[method-assign]  # observed, not replaced
+
+    def pairing_codes(self, instance: str) -> list[tuple[float, str]]:
+        return [(at, code) for name, at, _, code in self.issued if name == instance and code]
+
+    def secrets(self) -> set[str]:
+        return {secret for _, _, qr, code in self.issued for secret in (qr, code) if secret}

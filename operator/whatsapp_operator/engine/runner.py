@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import kopf
 
-from whatsapp_operator.engine import settings
+from whatsapp_operator.engine import logs, settings
 from whatsapp_operator.engine.handlers import registry
 from whatsapp_operator.engine.handlers.operator import configure
 from whatsapp_operator.engine.runtime import Runtime
@@ -150,10 +150,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"whatsapp-operator run: {exc}")
         return 2
-    kopf.configure(
-        verbose=config.verbose,
-        log_format=kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.PLAIN,
-    )
+    logs.configure(verbose=config.verbose, log_format=config.log_format)
     asyncio.run(operate(config))
     return 0
 

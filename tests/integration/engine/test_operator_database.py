@@ -36,6 +36,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.support.operator_harness import (
+    IssuedCodes,
     condition,
     environment,
     instance_manifest,
@@ -50,8 +51,7 @@ from whatsapp_operator.core.phases import DB_STATUS, Phase
 from whatsapp_operator.core.resources import instance_name_for
 from whatsapp_operator.core.status import rfc3339
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
-from whatsapp_operator.devkit.simulator import Simulator
-from whatsapp_operator.devkit.simulator.instance import SimInstance, Timings
+from whatsapp_operator.devkit.simulator.instance import Timings
 from whatsapp_operator.engine.prober import ServerProber
 from whatsapp_operator.engine.runtime import Runtime
 
@@ -81,29 +81,6 @@ class Usuarios:
 
     def history(self, driver_id: str) -> list[dict[str, Any]]:
         return self.query("SELECT * FROM whatsapp_operator.transitions WHERE driver_id = %s ORDER BY id", [driver_id])
-
-
-class IssuedCodes:
-    """Every pairing code and QR payload the simulator issues, with when (the loop's time): read from
-    the QRCODE_UPDATED events it emits, which it emits whether or not a webhook listens."""
-
-    def __init__(self, simulator: Simulator) -> None:
-        self.issued: list[tuple[str, float, str, str | None]] = []  # instance, at, QR payload, pairing code
-        emit = simulator.emit
-
-        def recording(instance: SimInstance, event: str, data: Any) -> asyncio.Task[None] | None:
-            qrcode = (data or {}).get("qrcode") if event == "qrcode.updated" else None
-            if qrcode:
-                self.issued.append((instance.name, simulator.loop.time(), qrcode["code"], qrcode.get("pairingCode")))
-            return emit(instance, event, data)
-
-        simulator.emit = recording  # type: ignore[method-assign]  # observed, not replaced
-
-    def pairing_codes(self, instance: str) -> list[tuple[float, str]]:
-        return [(at, code) for name, at, _, code in self.issued if name == instance and code]
-
-    def secrets(self) -> set[str]:
-        return {secret for _, _, qr, code in self.issued for secret in (qr, code) if secret}
 
 
 async def settle(runtime: Runtime) -> None:
