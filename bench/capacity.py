@@ -6,7 +6,8 @@ instance is made due at once (`probe_soon`, what a webhook does for one instance
 lasts until each one has been probed and rescheduled. The instances were converged by the operator
 beforehand, so this is a steady round: every probe finds what `.status` already says.
 
-Commands (one JSON line each): `round`. Started with the emulator's URL, the namespace and the
+Commands (one JSON line each): `round`. With `--profile PATH`, the rounds run under cProfile and its
+statistics are written to PATH after each round. Started with the emulator's URL, the namespace and the
 EvolutionServer's name; it answers once with the number of instances it loaded.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import cProfile
 import time
 from typing import Any
 
@@ -52,8 +54,10 @@ async def read_objects(kube_url: str, namespace: str, server: str) -> tuple[dict
 
 
 class Rounds:
-    def __init__(self, prober: ServerProber) -> None:
+    def __init__(self, prober: ServerProber, profile: str | None = None) -> None:
         self.prober = prober
+        self.profile = profile
+        self.profiler = cProfile.Profile() if profile else None
 
     def _probed_since(self, mark: float) -> bool:
         """Every instance is back in the schedule with a deadline set after `mark`: probed."""
@@ -65,11 +69,16 @@ class Rounds:
     async def round(self) -> dict[str, Any]:
         prober = self.prober
         cpu, started = self_cpu_seconds(), time.monotonic()
+        if self.profiler is not None:
+            self.profiler.enable()
         for key in prober.tracked:
             prober.probe_soon(key)
         mark = prober.clock.monotonic()
         while not self._probed_since(mark):  # noqa: ASYNC110  # the prober has no "round done" event
             await asyncio.sleep(POLL_SECONDS)
+        if self.profiler is not None:
+            self.profiler.disable()
+            self.profiler.dump_stats(self.profile)  # every round: the process ends by a signal
         return {
             "seconds": round(time.monotonic() - started, 3),
             "cpu_seconds": round(self_cpu_seconds() - cpu, 3),
@@ -92,7 +101,7 @@ async def main(args: argparse.Namespace) -> None:
     task = asyncio.create_task(prober.run())
     try:
         reply({"loaded": len(prober.tracked)})
-        await serve({"round": Rounds(prober).round})
+        await serve({"round": Rounds(prober, args.profile).round})
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -104,4 +113,5 @@ if __name__ == "__main__":
     parser.add_argument("kube_url")
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--server", default="default")
+    parser.add_argument("--profile", help="write cProfile statistics of the rounds to this file")
     asyncio.run(main(parser.parse_args()))

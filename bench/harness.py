@@ -126,7 +126,8 @@ class Child:
         self.log = log
 
     @classmethod
-    async def spawn(cls, name: str, argv: list[str]) -> Child:
+    async def spawn(cls, name: str, argv: list[str], *, env: Mapping[str, str] | None = None) -> Child:
+        """`env`: variables added to this process's environment for the child."""
         fd, path = tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")
         try:
             process = await asyncio.create_subprocess_exec(
@@ -135,6 +136,7 @@ class Child:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=fd,
                 limit=2**24,
+                env={**os.environ, **env} if env else None,
             )
         finally:
             os.close(fd)

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from bench import baseline
+from bench import baseline, profiling
 from bench.cluster import PREFIX, instance_names
 from bench.harness import (
     API_KEY,
@@ -62,6 +62,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--restart-limit", type=float, default=0, help="time a restarted operator's start-up, up to this (0: skip)"
     )
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="profile into DIR: the operator's steady round sampled by py-spy (steady.txt), the capacity rounds"
+        " under cProfile (capacity.prof); each summed up in the output",
+    )
     return p
 
 
@@ -93,12 +99,16 @@ async def steady_round(args: argparse.Namespace, cluster: Child, operator: Child
     async def all_probed() -> bool:
         return len(await probed_since(admin, mark)) >= args.instances
 
+    steady_profile = f"{args.profile}/steady.txt"
+    sampler = await profiling.sample(operator.pid, args.interval, steady_profile) if args.profile else None
     await asyncio.sleep(args.interval)
     async with limit(2 * args.interval, "a steady round of the operator"):
         await poll(all_probed, 1.0)
     window, after = time.monotonic() - started, operator.usage()
     cpu = after.cpu_seconds - before.cpu_seconds
+    profile = {"profile": await profiling.sampled(sampler, steady_profile)} if sampler else {}
     return {
+        **profile,
         "window_seconds": round(window, 1),
         "instances_probed": args.instances,
         "cpu_seconds": round(cpu, 2),
@@ -163,8 +173,12 @@ async def operator_stage(args: argparse.Namespace, cluster: Child, kube_url: str
     return result
 
 
-async def capacity_stage(args: argparse.Namespace, cluster: Child, kube_url: str) -> Result:
-    prober = await Child.spawn("capacity", python_module("bench.capacity", kube_url))
+async def capacity_stage(
+    args: argparse.Namespace, cluster: Child, kube_url: str, env: dict[str, str] | None = None
+) -> Result:
+    """`env`: the prober's environment (bench.compare points PYTHONPATH at another build)."""
+    profile = ["--profile", f"{args.profile}/capacity.prof"] if args.profile else []
+    prober = await Child.spawn("capacity", python_module("bench.capacity", kube_url, *profile), env=env)
     try:
         await prober.receive()
         rounds = []
@@ -178,6 +192,7 @@ async def capacity_stage(args: argparse.Namespace, cluster: Child, kube_url: str
         raise BenchError(f"a capacity round found instances that are not Connected: {[r['phases'] for r in rounds]}")
     warmup, measured = rounds[0], rounds[1:]
     return {
+        **({"profile": profiling.summary(f"{args.profile}/capacity.prof")} if args.profile else {}),
         "rounds": len(measured),
         "seconds": spread(r["seconds"] for r in measured),
         "cpu_seconds": spread(r["cpu_seconds"] for r in measured),
@@ -203,6 +218,8 @@ async def baseline_stage(args: argparse.Namespace, sim_url: str) -> Result:
 async def run(args: argparse.Namespace) -> Result:
     if min(args.instances, args.baseline_cap, args.rounds) < 1:
         raise BenchError("--instances, --baseline-cap and --rounds must be positive")
+    if args.profile:
+        profiling.prepare(args.profile)
     scenario = {
         "groups": [{"prefix": PREFIX, "count": args.instances, "start": "open"}],
         "faults": [{"from": 0, "kind": "latency", "ms": args.latency_ms}],

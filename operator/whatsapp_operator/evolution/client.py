@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
@@ -57,6 +57,7 @@ KEEPALIVE_EXPIRY = 4.0
 # Server-side waits before Evolution answers (contract 2.1, 2.2, 2.6), added to the read timeout.
 CREATE_WITH_QR_WAIT = 5.0
 CONNECT_WAIT = 2.0
+USER_AGENT = "whatsapp-operator"
 
 _DIGITS = re.compile(r"[1-9]\d{7,14}")
 _INSTANCE_MISSING = re.compile(r'^(The "[^"]*" instance does not exist|Instance "[^"]*" not found)$')
@@ -122,12 +123,18 @@ class EvolutionClient:
         self.breaker = breaker or CircuitBreaker(clock=_loop_time)
         self._timeout = timeout
         self._attempts = attempts
-        self._backoff_base = backoff_base
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers={"apikey": api_key},
-            timeout=self._timeouts(0.0),
-            transport=transport or AiohttpTransport(max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY),
+        # Built once: tenacity copies it for each call that needs a second attempt.
+        self._retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential(multiplier=backoff_base) + wait_random(0, backoff_base),
+            retry=retry_if_exception_type(EvolutionUnavailable),
+            sleep=asyncio.sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        self._headers = httpx.Headers({"apikey": api_key, "accept": "application/json", "user-agent": USER_AGENT})
+        self._transport = transport or AiohttpTransport(
+            max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY
         )
 
     def __repr__(self) -> str:
@@ -142,7 +149,7 @@ class EvolutionClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def create_instance(
         self,
@@ -261,10 +268,10 @@ class EvolutionClient:
             _path("/webhook/find/{}", name),
         )
 
-    def _timeouts(self, server_wait: float) -> httpx.Timeout:
-        return httpx.Timeout(
-            self._timeout + server_wait, connect=min(CONNECT_TIMEOUT, self._timeout), pool=self._timeout
-        )
+    def _timeouts(self, server_wait: float) -> dict[str, float]:
+        """httpx's per-request timeout extension (what `httpx.Timeout.as_dict()` gives)."""
+        read = self._timeout + server_wait
+        return {"connect": min(CONNECT_TIMEOUT, self._timeout), "read": read, "write": read, "pool": self._timeout}
 
     async def _call(
         self,
@@ -279,10 +286,17 @@ class EvolutionClient:
         server_wait: float = 0.0,
     ) -> T:
         async def attempt() -> T:
+            request = httpx.Request(
+                method,
+                self.base_url + path,
+                params=params,
+                json=payload,
+                headers=self._headers,
+                extensions={"timeout": self._timeouts(server_wait)},
+            )
             try:
-                response = await self._http.request(
-                    method, path, params=params, json=payload, timeout=self._timeouts(server_wait)
-                )
+                response = await self._transport.handle_async_request(request)
+                await response.aread()
             except httpx.TimeoutException as exc:
                 raise EvolutionTimeout(
                     f"no answer in time ({type(exc).__name__})", operation=operation, instance=instance
@@ -291,21 +305,33 @@ class EvolutionClient:
                 raise EvolutionUnavailable(
                     f"cannot reach the server ({type(exc).__name__}: {exc})", operation=operation, instance=instance
                 ) from exc
+            # The path only: a query string may carry a phone number.
+            logger.debug("%s %s: %d", method, path, response.status_code)
             return _interpret(response, operation, instance, parse)
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential(multiplier=self._backoff_base) + wait_random(0, self._backoff_base),
-            retry=retry_if_exception_type(EvolutionUnavailable),
-            sleep=asyncio.sleep,
-            before_sleep=_log_retry,
-            reraise=True,
-        )
         try:
             with self.breaker.guard(failures=(EvolutionUnavailable,)):
-                return await retrying(attempt)
+                return await self._attempted(attempt)
         except CircuitOpenError as exc:
             raise CircuitOpen(str(exc), operation=operation, instance=instance, retry_after=exc.retry_after) from None
+
+    async def _attempted(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """The first attempt made directly (nearly every call succeeds at once, and a tenacity loop
+        costs more than the request's own Python work); from a failed one on, tenacity's policy,
+        which is given that failure as its first attempt, so that waits and counts are unchanged."""
+        try:
+            return await attempt()
+        except EvolutionUnavailable as exc:
+            if self._attempts == 1:
+                raise
+            first: list[EvolutionUnavailable] = [exc]
+
+        async def again() -> T:
+            if first:
+                raise first.pop()
+            return await attempt()
+
+        return await self._retrying.copy()(again)
 
 
 def _loop_time() -> float:
