@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 # API emulator and rich; the tests need those and pytest, looptime, ruff and import-linter.
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: install test lint demo bench clean
 
@@ -17,10 +18,15 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[demo]'
 	touch $@
 
-# The test extras include the demo's, so they satisfy the demo too.
+# The benchmarks' extras add py-spy (`bench.probe_round --profile`) to the demo's.
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@ $(DEMO_STAMP)
+
+# The test extras include the benchmarks', so they satisfy the demo and the benchmarks too.
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $@ $(DEMO_STAMP)
+	touch $@ $(DEMO_STAMP) $(BENCH_STAMP)
 
 install: $(TEST_STAMP)
 
@@ -36,7 +42,7 @@ demo: $(DEMO_STAMP)
 	$(BIN)/whatsapp-operator demo
 
 # Every benchmark, one JSON object each (docs/performance.md); about 7.5 minutes on 2 cores.
-bench: $(DEMO_STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.probe_round --instances 10000 --restart-limit 120
 	$(BIN)/python -m bench.probe_round --instances 1000 --restart-limit 120
 	$(BIN)/python -m bench.detection
