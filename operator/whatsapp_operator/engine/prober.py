@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,7 @@ class ServerProber:
             max_connections=spec.concurrency,
         )
         self._wake = asyncio.Event()
+        self._sleeping_until = 0.0  # the loop's next deadline while it waits
         self.recorder = Recorder(
             namespace=namespace,
             server=name,
@@ -150,9 +152,12 @@ class ServerProber:
                 await self.recorder.write_server_status(str(self.breaker.state), self._phases())
                 deadline = self.schedule.next_deadline()
                 self._wake.clear()
+                self._sleeping_until = math.inf if deadline is None else deadline
                 timeout = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
+                # asyncio.timeout, not wait_for: no task made per wake-up (one or more per probe).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
         finally:
             for worker in workers:
                 worker.cancel()
@@ -184,7 +189,8 @@ class ServerProber:
                 next_at = self.clock.monotonic()
             if next_at is not None and self.tracked.get(key) is tracked:
                 self.schedule.pull_forward(key, next_at)
-                self._wake.set()
+                if next_at < self._sleeping_until:  # else the loop wakes for an earlier deadline anyway
+                    self._wake.set()
 
     # -- the EvolutionServer's Ready ------------------------------------------------------------
 
