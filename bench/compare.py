@@ -26,7 +26,6 @@ from typing import Any
 
 import httpx
 
-from bench.cluster import PREFIX
 from bench.harness import (
     BenchError,
     Child,
@@ -42,7 +41,7 @@ from bench.harness import (
     wait_converged,
     wait_quiet,
 )
-from bench.probe_round import capacity_stage, last_request_at, probed_since, steady_round
+from bench.probe_round import capacity_stage, fleet, last_request_at, probed_since, steady_round
 
 ROOT = Path(__file__).resolve().parents[1]
 Result = dict[str, Any]
@@ -73,13 +72,18 @@ def checkout(revision: str, into: Path) -> str:
     return commit
 
 
+async def spawn_operator(kube_url: str, env: dict[str, str]) -> Child:
+    """`python -m whatsapp_operator run ...`: the build is whichever `env`'s PYTHONPATH names."""
+    return await Child.spawn("operator", python_module("whatsapp_operator", *operator_argv(kube_url)[1:]), env=env)
+
+
 async def steady(
     args: argparse.Namespace, cluster: Child, kube_url: str, admin: httpx.AsyncClient, env: dict[str, str]
 ) -> Result:
     """One build's operator started on the converged fleet: its first round and settling, then one
     measured steady round."""
     mark = await last_request_at(admin)
-    operator = await Child.spawn("operator", python_module("whatsapp_operator", *operator_argv(kube_url)[1:]), env=env)
+    operator = await spawn_operator(kube_url, env)
     try:
         started = time.monotonic()
 
@@ -96,7 +100,7 @@ async def steady(
 
 
 async def converge(args: argparse.Namespace, cluster: Child, kube_url: str, env: dict[str, str]) -> float:
-    operator = await Child.spawn("operator", python_module("whatsapp_operator", *operator_argv(kube_url)[1:]), env=env)
+    operator = await spawn_operator(kube_url, env)
     try:
         started = time.monotonic()
         await cluster.ask("instances", count=args.instances)
@@ -122,11 +126,7 @@ def compared(sides: dict[str, list[Result]], capacity: dict[str, Result]) -> Res
 async def run(args: argparse.Namespace) -> Result:
     if min(args.instances, args.passes, args.rounds) < 1:
         raise BenchError("--instances, --passes and --rounds must be positive")
-    scenario = {
-        "groups": [{"prefix": PREFIX, "count": args.instances, "start": "open"}],
-        "faults": [{"from": 0, "kind": "latency", "ms": args.latency_ms}],
-    }
-    probe = {"concurrency": args.concurrency, "intervalSeconds": args.interval, "timeoutSeconds": 5, "attempts": 3}
+    scenario, probe = fleet(args)
     result: Result = {"instances": args.instances, "latency_ms": args.latency_ms, "machine": machine()}
     async with contextlib.AsyncExitStack() as stack:
         previous_tree = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-previous-")))

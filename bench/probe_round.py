@@ -215,16 +215,23 @@ async def baseline_stage(args: argparse.Namespace, sim_url: str) -> Result:
     return original
 
 
-async def run(args: argparse.Namespace) -> Result:
-    if min(args.instances, args.baseline_cap, args.rounds) < 1:
-        raise BenchError("--instances, --baseline-cap and --rounds must be positive")
-    if args.profile:
-        profiling.prepare(args.profile)
+def fleet(args: argparse.Namespace) -> tuple[Result, Result]:
+    """The simulator's scenario (`--instances` open, every answer `--latency-ms` late) and the
+    EvolutionServer's `spec.probe`."""
     scenario = {
         "groups": [{"prefix": PREFIX, "count": args.instances, "start": "open"}],
         "faults": [{"from": 0, "kind": "latency", "ms": args.latency_ms}],
     }
     probe = {"concurrency": args.concurrency, "intervalSeconds": args.interval, "timeoutSeconds": 5, "attempts": 3}
+    return scenario, probe
+
+
+async def run(args: argparse.Namespace) -> Result:
+    if min(args.instances, args.baseline_cap, args.rounds) < 1:
+        raise BenchError("--instances, --baseline-cap and --rounds must be positive")
+    if args.profile:
+        profiling.prepare(args.profile)
+    scenario, probe = fleet(args)
     result: dict[str, Any] = {"instances": args.instances, "latency_ms": args.latency_ms, "machine": machine()}
     result["knobs"] = {"spec.probe": probe}
     async with contextlib.AsyncExitStack() as stack:
