@@ -59,6 +59,10 @@ PRINTER_COLUMNS = {
         ("Reason", ".status.statusReason"),
         ("Server", ".spec.serverRef.name"),
         ("Age", ".metadata.creationTimestamp"),
+        ("State", ".status.state"),
+        ("Forced Logouts", ".status.forcedLogouts"),
+        ("Last Transition", ".status.lastTransitionTime"),
+        ("Message", ".status.message"),
     ],
     "EvolutionServer": [
         ("URL", ".spec.url"),

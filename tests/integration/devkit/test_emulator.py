@@ -413,22 +413,3 @@ async def test_crds_are_served_and_read_only(kube: EmulatedCluster, cluster_with
     assert refused.value.status == 405
     with pytest.raises(LookupError):
         cluster_without_crds.emulator.resolve("wai")
-
-
-async def test_printer_columns_read_as_kubectl_shows_them(kube: EmulatedCluster) -> None:
-    created = await kube.create(instance(driverName="Maria"))
-    ready = {"type": "Ready", "status": "True", "reason": "Open", "lastTransitionTime": "2024-05-01T12:00:00Z"}
-    probed = {**ready, "type": "Probed", "status": "False"}
-    status = {"phase": "Connected", "statusReason": 200, "conditions": [probed, ready]}
-    await kube.patch("wai", "maria", {"status": status}, subresource="status")
-    assert kube.emulator.columns("wai", "maria") == {
-        "Driver": "Maria",
-        "Phone": "+5511987654321",
-        "Phase": "Connected",
-        "Ready": "True",
-        "Reason": 200,
-        "Server": "default",
-        "Age": created["metadata"]["creationTimestamp"],
-    }
-    await kube.create(instance("ana"))
-    assert kube.emulator.columns("wai", "ana")["Ready"] is None

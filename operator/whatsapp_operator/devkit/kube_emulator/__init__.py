@@ -18,15 +18,22 @@ does on every write what a real API server does:
   them; Secrets fold `stringData` into base64 `data`;
 - finalizers and deletionTimestamp; DELETE returns the object; list and watch with resourceVersion,
   sendInitialEvents, label and field selectors, timeoutSeconds, and 410 Gone past the watch window;
-- discovery with kinds, verbs, short names, categories and subresources, as kopf reads it.
+- discovery as the API server writes it (a subresource is an entry of its own, without the short
+  names and categories of its resource), as kopf and kubectl read it;
+- what kubectl asks for: Tables (`Accept: ...;as=Table;g=meta.k8s.io`) for get, list and watch, with
+  the CRD's printer columns evaluated and typed like the API server's (ages for `date` columns,
+  priority-1 columns for `-o wide`); `/openapi/v3` documents that say every kind takes
+  `fieldValidation`, so kubectl validates on the server; `fieldValidation=Strict` refuses unknown
+  fields (400, "strict decoding error: unknown field ...") where others are pruned.
 
-Every write request is recorded (`writes()`, `write_log`) so that tests can count PATCHes;
-`columns()` reads an object's printer columns as `kubectl get` would show them.
+Every write request is recorded (`writes()`, `write_log`) so that tests can count PATCHes.
 Namespaces need not be created first: a namespaced write creates its Namespace (`default` exists).
 Served besides the CRDs: Namespaces, Secrets, Events (core and events.k8s.io), kopf's peerings
 (kopf.dev, schema-less) and the CRDs themselves (read-only: use `register_crd()`).
 Not emulated: server-side apply and strategic merge on custom resources (415), dry runs, garbage
-collection of owned objects, admission webhooks, authentication and RBAC, and Table responses.
+collection of owned objects, admission webhooks, authentication and RBAC, `/openapi/v2` (kubectl
+falls back from it), aggregated discovery (kubectl falls back to the per-group documents), and the
+`Warning` header for dropped fields.
 
 Test and demo tooling: nothing in the operator imports this package.
 """

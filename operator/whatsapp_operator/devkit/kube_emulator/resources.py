@@ -12,6 +12,39 @@ from whatsapp_operator.devkit.kube_emulator.schema import Body, Schema
 
 
 @dataclasses.dataclass(frozen=True)
+class Column:
+    """One printer column (a CRD's additionalPrinterColumns entry, or a built-in printer's)."""
+
+    name: str
+    json_path: str
+    type: str = "string"
+    priority: int = 0  # above 0: shown by `kubectl get -o wide` only
+    description: str = ""
+    format: str = ""
+
+    @classmethod
+    def from_crd(cls, column: dict[str, Any]) -> Column:
+        return cls(
+            name=column["name"],
+            json_path=column["jsonPath"],
+            type=column["type"],
+            priority=column.get("priority", 0),
+            description=column.get("description", ""),
+            format=column.get("format", ""),
+        )
+
+
+NAME = Column(
+    "Name",
+    ".metadata.name",
+    format="name",
+    description="Name must be unique within a namespace. More info:"
+    " https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
+)
+AGE = Column("Age", ".metadata.creationTimestamp", "date")
+
+
+@dataclasses.dataclass(frozen=True)
 class ResourceType:
     """One served resource: its discovery facts and, for custom resources, the schema it admits."""
 
@@ -27,7 +60,7 @@ class ResourceType:
     custom: bool = False  # CRD-served: generation is tracked and PUT must name a resourceVersion
     schema: Schema | None = None  # None: stored as sent, no pruning, defaulting or validation
     read_only: bool = False
-    columns: tuple[tuple[str, str], ...] = ()  # additionalPrinterColumns: (name, jsonPath)
+    columns: tuple[Column, ...] = (NAME, AGE)  # as the API server prints the resource
 
     @property
     def ref(self) -> kmock.resource:
@@ -58,6 +91,15 @@ def _builtin(group: str, version: str, plural: str, kind: str, *, namespaced: bo
     return ResourceType(group, version, plural, kind, namespaced, singular=kind.lower(), **extra)
 
 
+# `kubectl get events`: what the API server's own printer shows first (core v1 field names).
+EVENT_COLUMNS = (
+    Column("Last Seen", ".lastTimestamp", "date"),
+    Column("Type", ".type"),
+    Column("Reason", ".reason"),
+    Column("Object", ".involvedObject.name"),
+    Column("Message", ".message"),
+    dataclasses.replace(NAME, priority=1),
+)
 CRDS = _builtin(
     "apiextensions.k8s.io",
     "v1",
@@ -68,14 +110,21 @@ CRDS = _builtin(
     read_only=True,
 )
 NAMESPACES = _builtin(
-    "", "v1", "namespaces", "Namespace", namespaced=False, shortnames=("ns",), status_subresource=True
+    "",
+    "v1",
+    "namespaces",
+    "Namespace",
+    namespaced=False,
+    shortnames=("ns",),
+    status_subresource=True,
+    columns=(Column("Status", ".status.phase"), AGE),
 )
 SECRETS = _builtin("", "v1", "secrets", "Secret", namespaced=True)
 BUILTINS = (
     CRDS,
     NAMESPACES,
     SECRETS,
-    _builtin("", "v1", "events", "Event", namespaced=True, shortnames=("ev",)),
+    _builtin("", "v1", "events", "Event", namespaced=True, shortnames=("ev",), columns=EVENT_COLUMNS),
     _builtin("events.k8s.io", "v1", "events", "Event", namespaced=True, shortnames=("ev",)),
     # kopf's peering, for operators that run as an active/standby pair (kopf's CRDs keep unknown fields).
     _builtin("kopf.dev", "v1", "kopfpeerings", "KopfPeering", namespaced=True, custom=True),

@@ -21,13 +21,18 @@ import jsonpatch
 import jsonpointer
 import kmock
 
+from whatsapp_operator.devkit.kube_emulator import openapi
+from whatsapp_operator.devkit.kube_emulator.printing import table, wants_table
 from whatsapp_operator.devkit.kube_emulator.resources import (
+    AGE,
     BUILTINS,
     CRDS,
+    NAME,
     NAMESPACES,
     SECRETS,
     WRITE_VERBS,
     Change,
+    Column,
     PrunedField,
     ResourceType,
     Write,
@@ -52,7 +57,7 @@ from whatsapp_operator.devkit.kube_emulator.schema import (
     status_body,
     structural_errors,
 )
-from whatsapp_operator.devkit.kube_emulator.selectors import field_selector, jsonpath, jsonpath_steps, label_selector
+from whatsapp_operator.devkit.kube_emulator.selectors import field_selector, jsonpath_steps, label_selector
 
 
 @attrs.define(kw_only=True)
@@ -115,6 +120,29 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             subresources={"status"} if rtype.status_subresource else set(),
         )
 
+    async def _serve_version(self, request: kmock.Request) -> Body:
+        """An APIResourceList as the API server writes it: a subresource is an entry of its own with
+        no short names or categories, which kubectl then never takes for the resource."""
+        assert request.resource is not None
+        group, version = request.resource.group, request.resource.version
+        served = [t for t in self._types.values() if t.group == group and t.version == version]
+        if not served:
+            raise api_error(404, "NotFound", "the server could not find the requested resource")
+        resources: list[Body] = []
+        for rtype in served:
+            entry = {"name": rtype.plural, "singularName": rtype.singular, "namespaced": rtype.namespaced}
+            resources.append(
+                entry
+                | {"kind": rtype.kind, "verbs": sorted(rtype.verbs)}
+                | ({"shortNames": list(rtype.shortnames)} if rtype.shortnames else {})
+                | ({"categories": list(rtype.categories)} if rtype.categories else {})
+            )
+            if rtype.status_subresource:
+                status = {"name": f"{rtype.plural}/status", "singularName": "", "namespaced": rtype.namespaced}
+                resources.append(status | {"kind": rtype.kind, "verbs": ["get", "patch", "update"]})
+        listing = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": rtype.api_version}
+        return listing | {"resources": resources}
+
     def register_crd(self, crd: Mapping[str, Any]) -> None:
         """Serve a CustomResourceDefinition's versions, refusing it as the API server would."""
         spec, names = crd["spec"], crd["spec"]["names"]
@@ -123,9 +151,9 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             errors = structural_errors(openapi)
             if errors:
                 raise ValueError(f"{crd['metadata']['name']} {version['name']} is not structural: {errors}")
-            columns = tuple((c["name"], c["jsonPath"]) for c in version.get("additionalPrinterColumns", ()))
-            for _, path in columns:
-                jsonpath_steps(path)  # refuse what columns() could not evaluate
+            columns = tuple(Column.from_crd(c) for c in version.get("additionalPrinterColumns", ()))
+            for column in columns:
+                jsonpath_steps(column.json_path)  # refuse what the printer could not evaluate
             if version.get("served", True):
                 self.register(
                     ResourceType(
@@ -140,7 +168,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
                         status_subresource="status" in version.get("subresources", {}),
                         custom=True,
                         schema=Schema(openapi),
-                        columns=columns,
+                        columns=(NAME, *(columns or (AGE,))),
                     )
                 )
         stored = copy.deepcopy(dict(crd))
@@ -186,14 +214,6 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         """The object as stored now (a copy), or None; no request is made or counted."""
         rtype = self.resolve(resource)
         return self._current((rtype.ref, namespace if rtype.namespaced else None, name))
-
-    def columns(self, resource: str, name: str, namespace: str | None = "default") -> dict[str, Any]:
-        """The object's printer columns as `kubectl get` shows them (None where a path finds nothing)."""
-        rtype = self.resolve(resource)
-        obj = self.read(resource, name, namespace)
-        if obj is None:
-            raise LookupError(f'{rtype.qualified} "{name}" not found')
-        return {column: next(iter(jsonpath(obj, path)), None) for column, path in rtype.columns}
 
     async def next_change(self) -> None:
         """Return after the next write that changes anything (no-op writes do not count)."""
@@ -258,6 +278,8 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
     # -- HTTP ------------------------------------------------------------------------------------
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.method == "GET" and raw_request.path.startswith("/openapi/v3"):
+            return self._serve_openapi(raw_request.path.removeprefix("/openapi/v3").strip("/"))
         match = NAMESPACE_PATH.fullmatch(raw_request.path)
         if match is None:
             return await super().__call__(raw_request)
@@ -297,6 +319,14 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         self._requests.append(request)  # kmock matches reactions against its log of requests
         return await self._handle(request)
 
+    def _serve_openapi(self, key: str) -> aiohttp.web.Response:
+        docs = openapi.documents(self._types.values())
+        if not key:
+            return aiohttp.web.json_response(openapi.root(docs))
+        if key not in docs:
+            return aiohttp.web.json_response(status_body(api_error(404, "NotFound", "404 page not found")), status=404)
+        return aiohttp.web.json_response(docs[key])
+
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         refused: tuple[str, ...] = ()
         try:
@@ -334,10 +364,14 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             return await super()._handle(request)
         self._requests.remove(request)
         status = 201 if request.action == kmock.action.CREATE else None
-        return await kmock.Response(status=status, payload=await serve(request))(request)
+        # A watch is a stream of JSON documents, and kubectl decodes it only when it says so.
+        headers = {"Content-Type": "application/json"} if request.action == kmock.action.WATCH else None
+        return await kmock.Response(status=status, payload=await serve(request), headers=headers)(request)
 
     async def _serve_fetch(self, request: kmock.Request) -> Body:
-        _, _, obj = self._target(request)
+        rtype, _, obj = self._target(request)
+        if _tabular(request):
+            return table(rtype, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}, _included(request))
         return obj
 
     async def _serve_list(self, request: kmock.Request) -> Body:
@@ -356,6 +390,8 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             items = items[:limit]
             last = [items[-1]["metadata"].get("namespace", ""), items[-1]["metadata"]["name"]]
             metadata["continue"] = base64.urlsafe_b64encode(json.dumps(last).encode()).decode()
+        if _tabular(request):
+            return table(rtype, items, metadata, _included(request))
         return {"apiVersion": rtype.api_version, "kind": f"{rtype.kind}List", "metadata": metadata, "items": items}
 
     async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Body | bytes]:
@@ -367,7 +403,8 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         lifetime = request.params.get("timeoutSeconds")
         deadline = asyncio.get_running_loop().time() + float(lifetime) if lifetime else None
         initial = request.params.get("sendInitialEvents") == "true"
-        return self._stream(rtype, matches, int(since), initial=initial, deadline=deadline)
+        events = self._stream(rtype, matches, int(since), initial=initial, deadline=deadline)
+        return _tabulated(rtype, events, _included(request)) if _tabular(request) else events
 
     async def _stream(
         self,
@@ -419,7 +456,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
                 "BadRequest",
                 "the namespace of the provided object does not match the namespace sent on the request",
             )
-        return self._create_object(rtype, namespace, body)
+        return self._create_object(rtype, namespace, body, strict=_strict(request))
 
     async def _serve_patch(self, request: kmock.Request) -> Body:
         rtype, key, old = self._target(request, writing=True)
@@ -442,7 +479,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
                 f"the body of the request was in an unknown format - accepted media types include:"
                 f" {JSON_PATCH}, {MERGE_PATCH}",
             )
-        return self._update_object(rtype, key, old, new, request.subresource)
+        return self._update_object(rtype, key, old, new, request.subresource, strict=_strict(request))
 
     async def _serve_replace(self, request: kmock.Request) -> Body:
         if request.name is None:
@@ -462,7 +499,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             )
             raise self._invalid(rtype, request.name, [cause])
         self._check_preconditions(rtype, old, meta)
-        return self._update_object(rtype, key, old, new, request.subresource)
+        return self._update_object(rtype, key, old, new, request.subresource, strict=_strict(request))
 
     async def _serve_delete(self, request: kmock.Request) -> Body:
         rtype, key, old = self._target(request, writing=True)
@@ -480,7 +517,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
 
     # -- the API server's write path -------------------------------------------------------------
 
-    def _create_object(self, rtype: ResourceType, namespace: str | None, body: Body) -> Body:
+    def _create_object(self, rtype: ResourceType, namespace: str | None, body: Body, *, strict: bool = False) -> Body:
         _check_kind(rtype, body)
         meta = body.setdefault("metadata", {})
         for field in SYSTEM_METADATA:
@@ -506,7 +543,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             body.pop("status", None)
         if rtype is NAMESPACES:
             body["status"] = {"phase": "Active"}
-        obj = self._admit(rtype, body, key)
+        obj = self._admit(rtype, body, key, strict=strict)
         obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339())
         if rtype.custom:
             obj["metadata"]["generation"] = 1
@@ -515,7 +552,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         return self._commit(rtype, key, obj, "ADDED")
 
     def _update_object(
-        self, rtype: ResourceType, key: ObjectKey, old: Body, new: Body, subresource: str | None
+        self, rtype: ResourceType, key: ObjectKey, old: Body, new: Body, subresource: str | None, *, strict: bool
     ) -> Body:
         _check_kind(rtype, new)
         if subresource == "status":
@@ -532,7 +569,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             meta.pop(field, None)
             if field in old["metadata"]:
                 meta[field] = old["metadata"][field]
-        obj = self._admit(rtype, new, key)
+        obj = self._admit(rtype, new, key, strict=strict)
         if obj == old:
             return old  # a no-op write stores nothing and notifies no one, as in etcd
         added = set(obj["metadata"].get("finalizers", [])) - set(old["metadata"].get("finalizers", []))
@@ -550,8 +587,9 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             return self._remove(rtype, key, obj)
         return self._commit(rtype, key, obj, "MODIFIED")
 
-    def _admit(self, rtype: ResourceType, body: Body, key: ObjectKey) -> Body:
-        """Prune, default, and validate: what the API server does between decoding and storing."""
+    def _admit(self, rtype: ResourceType, body: Body, key: ObjectKey, *, strict: bool) -> Body:
+        """Prune, default, and validate: what the API server does between decoding and storing.
+        `strict` (the client sent fieldValidation=Strict): an unknown field is refused, not dropped."""
         obj = copy.deepcopy(body)
         meta = obj["metadata"]
         unknown_meta = sorted(set(meta) - OBJECT_META_FIELDS)
@@ -561,6 +599,11 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         causes = metadata_causes(meta, dns_label=rtype is NAMESPACES)
         if rtype.schema is not None:
             pruned += rtype.schema.prune(obj)
+        if strict and pruned:
+            unknown = ", ".join(f"unknown field {json.dumps(field)}" for field in pruned)
+            message = f"{rtype.kind} in version {json.dumps(rtype.version)} cannot be handled as a {rtype.kind}"
+            raise api_error(400, "BadRequest", f"{message}: strict decoding error: {unknown}")
+        if rtype.schema is not None:
             rtype.schema.default(obj)
             causes += rtype.schema.validate(obj)
         if rtype is SECRETS:
@@ -678,6 +721,30 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
 
 def _header(request: kmock.Request, name: str) -> str | None:
     return next((value for key, value in request.headers.items() if key.lower() == name.lower()), None)
+
+
+def _strict(request: kmock.Request) -> bool:
+    return request.params.get("fieldValidation") == "Strict"
+
+
+def _tabular(request: kmock.Request) -> bool:
+    return wants_table(_header(request, "Accept") or "")
+
+
+def _included(request: kmock.Request) -> str | None:
+    return request.params.get("includeObject")
+
+
+async def _tabulated(
+    rtype: ResourceType, events: AsyncIterator[Body | bytes], include: str | None
+) -> AsyncIterator[Body | bytes]:
+    """A watch as `kubectl get -w` asks for it: each object as a one-row Table."""
+    async for event in events:
+        if isinstance(event, dict) and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+            obj = event["object"]
+            meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+            event = {"type": event["type"], "object": table(rtype, [obj], meta, include)}
+        yield event
 
 
 def _object(data: Any) -> Body:
