@@ -3,11 +3,12 @@
 One run, in order: load the scenario (docs/simulator.md's format); start an embedded Postgres and
 migrate it; add a `usuarios` row per scenario instance; start the strict Kubernetes API emulator,
 the Evolution simulator and the real operator (`runner.running`) with its webhook receiver on a
-free loopback port; create the EvolutionServer (naming that receiver and a random webhook secret)
-and one WhatsAppInstance per scenario instance; play the scenario for `--duration` seconds with a
-live table; stop the operator (the mirror lands its writes); read the outcome back from the API
-server and Postgres (`summarize`: phases, transitions, `usuarios`, the webhook inbox); print it.
-Everything started is stopped and removed, on Ctrl-C too.
+free loopback port; write the state directory (`--state-dir`: a kubeconfig and the endpoints);
+create the EvolutionServer (naming that receiver and a random webhook secret) and one
+WhatsAppInstance per scenario instance; play the scenario for `--duration` seconds with a live
+table; let the mirror land its writes; read the outcome back from the API server and Postgres
+(`summarize`: phases, transitions, `usuarios`, the webhook inbox); print it; keep everything
+running `--hold` seconds more. Everything started is stopped and removed, on Ctrl-C too.
 
 Parts of the job that do not exist yet (notification delivery, metrics) report empty values, never
 made-up ones; they add their figures to `summarize` when they land (docs/demo.md).
@@ -49,6 +50,7 @@ from whatsapp_operator.devkit.manifests import (
     webhook_spec,
 )
 from whatsapp_operator.devkit.simulator import Scenario, ScenarioError, Simulator
+from whatsapp_operator.devkit.state_dir import StateDir
 from whatsapp_operator.engine.runner import OperatorStopped, running
 from whatsapp_operator.engine.runtime import Runtime
 from whatsapp_operator.engine.settings import Config
@@ -68,6 +70,7 @@ TICK_SECONDS = 0.5
 LIVE_ROWS = 20  # a live table taller than a terminal is unreadable; the summary lists every instance
 DB_STATUSES = ("connected", "connecting", "disconnected")
 LOOPBACK = "127.0.0.1"  # the webhook receiver listens here only: the simulator is the one sender
+DRAIN_SECONDS = 10.0  # for the mirror's last writes before the summary reads Postgres
 
 
 class Interrupted(Exception):
@@ -184,18 +187,28 @@ class Snapshot:
 Tick = Callable[[Snapshot], None]
 
 
-async def play(plan: Plan, database_url: str, on_tick: Tick | None = None) -> Summary:
-    """Run the operator against the scenario for the plan's duration and return what happened."""
+async def play(
+    plan: Plan,
+    database_url: str,
+    on_tick: Tick | None = None,
+    *,
+    state: StateDir,
+    report: Callable[[Summary], None],
+    hold: float = 0.0,
+) -> Summary:
+    """Run the operator against the scenario for the plan's duration, `report` what happened, keep
+    everything running `hold` seconds more (Ctrl-C ends that early), and return the summary."""
     from whatsapp_operator.devkit.kube_emulator import EmulatedCluster, KubeApiError
 
     api_key, webhook_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     # The receiver's URL goes into the EvolutionServer before the operator (and its receiver) starts.
     listen = f"{LOOPBACK}:{free_port(LOOPBACK)}"
+    webhook_url = f"http://{listen}{WEBHOOK_PATH}"
     errors: list[str] = []
     async with EmulatedCluster() as cluster, Simulator(api_key) as sim:
         assert sim.base_url is not None
         await cluster.create(secret_manifest(api_key, webhook_secret=webhook_secret))
-        await cluster.create(server_manifest(sim.base_url, **plan.server_spec(f"http://{listen}{WEBHOOK_PATH}")))
+        await cluster.create(server_manifest(sim.base_url, **plan.server_spec(webhook_url)))
         config = Config(kube_server=cluster.url, database_url=database_url, liveness=None, webhook_listen=listen)
         runtime = Runtime(config)
         operator = running(runtime)
@@ -206,6 +219,7 @@ async def play(plan: Plan, database_url: str, on_tick: Tick | None = None) -> Su
             interrupted = asyncio.Event()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, interrupted.set)
+            state.write(cluster.url, {"webhooks": webhook_url, "database": database_url})
             sim.play(plan.scenario)  # scenario times count from here, with the resources created at once
             origin = loop.time()
             for driver in plan.drivers:
@@ -225,9 +239,18 @@ async def play(plan: Plan, database_url: str, on_tick: Tick | None = None) -> Su
                     await asyncio.wait_for(interrupted.wait(), min(TICK_SECONDS, plan.duration - elapsed))
             if on_tick is not None:
                 on_tick(snapshot(cluster, plan.drivers, plan.duration))
-        # The operator has stopped and its mirror has landed its writes: the outcome is final.
-        errors.extend(cluster.violations())
-        return await summarize(cluster, plan, database_url, errors)
+            # The outcome is read once the mirror has landed its writes, the operator still running.
+            assert runtime.mirror is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.mirror.drain(), DRAIN_SECONDS)
+            errors.extend(cluster.violations())
+            summary = await summarize(cluster, plan, database_url, errors)
+            report(summary)
+            if hold > 0:
+                say(f"holding for {hold:g} s, everything still running (Ctrl-C ends it)")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(interrupted.wait(), hold)
+        return summary
 
 
 def snapshot(cluster: EmulatedCluster, drivers: Sequence[Driver], elapsed: float) -> Snapshot:
@@ -385,6 +408,9 @@ class LiveView:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
         self.live.stop()
 
     def __call__(self, snap: Snapshot) -> None:
@@ -465,6 +491,16 @@ def _positive(value: str) -> float:
     return seconds
 
 
+def _not_negative(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return seconds
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scenario", type=Path, default=BUILTIN_SCENARIO, metavar="FILE", help="simulator scenario (default: built-in)"
@@ -473,6 +509,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration", type=_positive, default=90.0, metavar="SECONDS", help="how long to play (default: %(default)g)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end and nothing else")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="write DIR/kubeconfig and DIR/endpoints.json while it runs (default: a temporary directory)",
+    )
+    parser.add_argument(
+        "--hold",
+        type=_not_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep everything running this long after the summary, to look around (default: 0)",
+    )
     for flag, default, field in (
         ("--probe-interval", 5, "probe.intervalSeconds"),
         ("--stuck-after", 10, "remediation.stuckAfterSeconds"),
@@ -532,6 +581,19 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, handlers=[log_handler, errors], force=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a killed demo cleans up like Ctrl-C
 
+    state = StateDir(args.state_dir)
+    say(f"look around while it runs: kubectl --kubeconfig {state.kubeconfig} get wai")
+    view = None if args.json else LiveView(console, plan)
+
+    def report(summary: Summary) -> None:
+        summary.errors.extend(errors.messages)
+        if view is None:
+            print(json.dumps(summary.as_json()), flush=True)
+        else:
+            view.stop()
+            console.print()
+            print_summary(console, summary)
+
     database = EmbeddedPostgres()
     summary: Summary | None = None
     try:
@@ -542,11 +604,8 @@ def run(args: argparse.Namespace) -> int:
         add_driver_rows(database_url, plan.drivers)
         scenario_name = "the built-in scenario" if args.scenario == BUILTIN_SCENARIO else str(args.scenario)
         say(f"playing {scenario_name} for {plan.duration:g} s with {len(plan.drivers)} instances")
-        if args.json:
-            summary = asyncio.run(play(plan, database_url))
-        else:
-            with LiveView(console, plan) as view:
-                summary = asyncio.run(play(plan, database_url, view))
+        with view or contextlib.nullcontext():
+            summary = asyncio.run(play(plan, database_url, view, state=state, report=report, hold=args.hold))
     except (KeyboardInterrupt, Interrupted, OperatorStopped):
         pass
     except DatabaseConfigError as exc:
@@ -554,14 +613,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         with _uninterruptible():
+            state.remove()
             database.close()
     if summary is None:
         say("interrupted; everything it started is stopped and removed")
         return 130
-    summary.errors.extend(errors.messages)
-    if args.json:
-        print(json.dumps(summary.as_json()), flush=True)
-    else:
-        console.print()
-        print_summary(console, summary)
     return 1 if summary.errors else 0

@@ -59,6 +59,8 @@ from whatsapp_operator.devkit.kube_emulator.schema import (
 )
 from whatsapp_operator.devkit.kube_emulator.selectors import field_selector, jsonpath_steps, label_selector
 
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
 
 @attrs.define(kw_only=True)
 class StrictKubernetesEmulator(kmock.KubernetesScaffold):
@@ -447,7 +449,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
 
     async def _serve_create(self, request: kmock.Request) -> Body:
         rtype = self._type_of(request, writing=True)
-        body = _object(request.data)
+        body = _object(_json_body(request))
         namespace = self._scope(rtype, request.namespace)
         meta = body.setdefault("metadata", {})
         if rtype.namespaced and meta.setdefault("namespace", namespace) != namespace:
@@ -485,7 +487,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         if request.name is None:
             raise api_error(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         rtype, key, old = self._target(request, writing=True)
-        new = _object(request.data)
+        new = _object(_json_body(request))
         meta = new.get("metadata") or {}
         if meta.get("name", request.name) != request.name:
             raise api_error(
@@ -745,6 +747,19 @@ async def _tabulated(
             meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
             event = {"type": event["type"], "object": table(rtype, [obj], meta, include)}
         yield event
+
+
+def _json_body(request: kmock.Request) -> Any:
+    """The request's JSON; kubectl's typed commands (`create namespace`, `create secret`) send
+    protobuf, which the emulator does not decode: a 415 says so (`kubectl apply -f` sends JSON)."""
+    content_type = (_header(request, "Content-Type") or "").split(";")[0].strip()
+    if content_type == PROTOBUF:
+        raise api_error(
+            415,
+            "UnsupportedMediaType",
+            f"the emulated API server takes JSON, not {PROTOBUF}: write this object with kubectl apply -f",
+        )
+    return request.data
 
 
 def _object(data: Any) -> Body:

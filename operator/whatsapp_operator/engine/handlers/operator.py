@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import kopf
@@ -11,6 +12,8 @@ from whatsapp_operator import GROUP
 from whatsapp_operator.core.resources import FINALIZER
 from whatsapp_operator.engine.handlers import registry
 from whatsapp_operator.engine.runtime import Runtime
+
+COMPONENT = "whatsapp-operator"
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -21,6 +24,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     )
     # kopf would post an Event for every handler's INFO log line; ours are posted explicitly.
     settings.posting.level = logging.WARNING
+    # Events say who wrote them: `kubectl describe`'s From column, and the pod (its hostname).
+    settings.posting.reporting_component = COMPONENT
+    settings.posting.reporting_instance = socket.gethostname()
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
 
