@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("whatsapp_operator.db.migrate", "apply the database migrations"),
     "history": ("whatsapp_operator.db.history", "print a driver's phase transitions and uptime"),
     "webhooks": ("whatsapp_operator.webhooks.cli", "look at the webhook inbox and replay dead webhooks"),
+    "notifications": ("whatsapp_operator.db.outbox_cli", "list driver notifications and replay dead deliveries"),
     "demo": ("whatsapp_operator.devkit.demo", "run the whole job on this machine against a scenario"),
 }
 

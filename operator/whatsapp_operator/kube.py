@@ -1,5 +1,5 @@
-"""The few Kubernetes API calls the operator makes outside kopf's handlers: reading Secrets and
-merge-patching the status of objects that the probers own.
+"""The few Kubernetes API calls the operator makes outside kopf's handlers: reading Secrets,
+merge-patching the status of objects that the probers own, and Events whose fate matters.
 
 Credentials come from kopf's own login (service account, kubeconfig, or an explicit server), so
 the operator authenticates exactly one way.
@@ -8,7 +8,9 @@ the operator authenticates exactly one way.
 from __future__ import annotations
 
 import base64
+import datetime
 import logging
+import socket
 import ssl
 from typing import Any
 
@@ -18,6 +20,7 @@ import kopf
 from whatsapp_operator import GROUP, VERSION
 
 logger = logging.getLogger(__name__)
+COMPONENT = "whatsapp-operator"  # who Events say wrote them (kubectl describe's From column)
 
 
 class KubeError(Exception):
@@ -96,6 +99,32 @@ class KubeApi:
         if encoded is None:
             raise SecretMissing(f"Secret {namespace}/{name} has no key {key!r}", 404)
         return base64.b64decode(encoded).decode().strip()
+
+    async def create_event(
+        self, involved: dict[str, Any], *, type: str, reason: str, message: str, name: str | None = None
+    ) -> None:
+        """POST one core v1 Event about `involved` (an object reference). Unlike kopf's posting, the
+        caller learns whether it was stored, and kopf's context is not needed; `name` makes a
+        repeated POST a 409 instead of a second Event."""
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        namespace = involved["namespace"]
+        metadata = {"name": name} if name else {"generateName": f"{involved['name']}."}
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": metadata | {"namespace": namespace},
+            "involvedObject": involved,
+            "type": type,
+            "reason": reason,
+            "message": message,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._request("POST", f"api/v1/namespaces/{namespace}/events", json=event)
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._request(

@@ -27,14 +27,16 @@ WEBHOOK_SECRET = "shared-webhook-secret-of-32-bytes-or-more"
 
 
 @contextlib.asynccontextmanager
-async def backends(**server_spec: Any) -> AsyncIterator[tuple[EmulatedCluster, Simulator]]:
+async def backends(
+    callback_secret: str | None = None, **server_spec: Any
+) -> AsyncIterator[tuple[EmulatedCluster, Simulator]]:
     """The API server (with the EvolutionServer "default" and its Secret, which holds WEBHOOK_SECRET
     too) and Evolution, for operators to run against; the emulator's complaints fail the test at the end."""
     async with EmulatedCluster() as kube:
         sim = Simulator(api_key=API_KEY, seed=1)
         await sim.start()
         try:
-            await kube.create(secret_manifest(API_KEY, webhook_secret=WEBHOOK_SECRET))
+            await kube.create(secret_manifest(API_KEY, webhook_secret=WEBHOOK_SECRET, callback_secret=callback_secret))
             assert sim.base_url is not None
             await kube.create(server_manifest(sim.base_url, **server_spec))
             yield kube, sim
@@ -54,7 +56,7 @@ def operator_runtime(
 
 @contextlib.asynccontextmanager
 async def environment(
-    *, database_url: str | None = None, webhooks: bool = False, **server_spec: Any
+    *, database_url: str | None = None, webhooks: bool = False, callback_secret: str | None = None, **server_spec: Any
 ) -> AsyncIterator[tuple[EmulatedCluster, Simulator, Runtime]]:
     """The whole job started from the test body, so that every clock is looptime's from the start
     (fixtures run before looptime takes over the loop's clock, and timers armed there misfire).
@@ -64,7 +66,7 @@ async def environment(
     if webhooks:
         listen = f"127.0.0.1:{free_port()}"
         server_spec["webhook"] = webhook_spec(f"http://{listen}/webhooks/evolution")
-    async with backends(**server_spec) as (kube, sim):
+    async with backends(callback_secret, **server_spec) as (kube, sim):
         runtime = operator_runtime(kube, database_url, listen)
         async with running(runtime):
             yield kube, sim, runtime

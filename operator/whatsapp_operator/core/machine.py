@@ -78,7 +78,10 @@ class InstanceState:
     last_forced_logout: datetime.datetime | None = None
     last_connected: datetime.datetime | None = None
     last_disconnected: datetime.datetime | None = None
-    last_notified: datetime.datetime | None = None
+    last_notified: datetime.datetime | None = None  # a channel delivered (written by the notifier)
+    notify_decided: datetime.datetime | None = None  # the last decision to notify: the cooldown's start
+    notify_episode: datetime.datetime | None = None  # that decision's episode: when it had connected
+    notify_kind: str | None = None
     last_transition: datetime.datetime | None = None
 
     def condition(self, type_: str) -> Condition | None:
@@ -112,9 +115,11 @@ class Recreate:
 
 @dataclasses.dataclass(frozen=True)
 class Notify:
-    """Tell the driver their WhatsApp link broke (delivered by the notifications outbox)."""
+    """Tell the driver their WhatsApp link broke (delivered by the notifications outbox). One per
+    episode: `episode` is when the instance connected, which names the episode for good."""
 
     kind: str  # "disconnected" | "logged_out"
+    episode: datetime.datetime
 
 
 Action = Event | ForceLogout | Recreate | Notify
@@ -253,11 +258,14 @@ def _end_episode(
     """Close a connected episode: one notification per episode, never within the cooldown."""
     if not state.episode_open:
         return state, []
+    episode = state.last_connected
+    assert episode is not None
     state = dataclasses.replace(state, last_disconnected=now)
-    cooled = state.last_notified is None or now - state.last_notified >= policy.notify_cooldown
+    cooled = state.notify_decided is None or now - state.notify_decided >= policy.notify_cooldown
     if not (policy.notifications_enabled and cooled):
         return state, []
-    return dataclasses.replace(state, last_notified=now), [Notify(kind)]
+    state = dataclasses.replace(state, notify_decided=now, notify_episode=episode, notify_kind=kind)
+    return state, [Notify(kind, episode)]
 
 
 def _remediate(

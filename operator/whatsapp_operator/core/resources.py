@@ -68,6 +68,17 @@ class ServerSpec:
     stuck_after: float = 30.0
     max_forced_logouts: int = 3
     sender_instance: str | None = None
+    callback_url: str | None = None
+    callback_secret_ref: SecretRef | None = None
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """What a notification of this server's instances is delivered on."""
+        return (
+            *(("whatsapp",) if self.sender_instance else ()),
+            "event",
+            *(("callback",) if self.callback_url and self.callback_secret_ref else ()),
+        )
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> ServerSpec:
@@ -78,6 +89,8 @@ class ServerSpec:
         breaker = spec.get("circuitBreaker") or {}
         remediation = spec.get("remediation") or {}
         webhook = spec.get("webhook") or {}
+        notifier = spec.get("notifier") or {}
+        callback = notifier.get("callback") or {}
         return cls(
             url=str(spec["url"]).rstrip("/"),
             api_key_ref=api_key_ref,
@@ -91,7 +104,9 @@ class ServerSpec:
             open_seconds=float(breaker.get("openSeconds", 60)),
             stuck_after=float(remediation.get("stuckAfterSeconds", 30)),
             max_forced_logouts=int(remediation.get("maxForcedLogoutsPerHour", 3)),
-            sender_instance=(spec.get("notifier") or {}).get("senderInstance") or None,
+            sender_instance=notifier.get("senderInstance") or None,
+            callback_url=callback.get("url") or None,
+            callback_secret_ref=SecretRef.parse(callback.get("secretRef")),
         )
 
 

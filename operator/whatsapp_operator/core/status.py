@@ -85,6 +85,9 @@ def to_status(state: InstanceState, extra: tuple[Condition, ...] = ()) -> dict[s
         "lastConnectedTime": rfc3339(state.last_connected),
         "lastDisconnectedTime": rfc3339(state.last_disconnected),
         "lastNotifiedTime": rfc3339(state.last_notified),
+        "notifyDecisionTime": rfc3339(state.notify_decided),
+        "notifyEpisode": rfc3339(state.notify_episode),
+        "notifyKind": state.notify_kind,
         "lastTransitionTime": rfc3339(state.last_transition),
     }
 
@@ -112,6 +115,10 @@ def from_status(status: Mapping[str, Any]) -> InstanceState:
         last_connected=parse_time(status.get("lastConnectedTime")),
         last_disconnected=parse_time(status.get("lastDisconnectedTime")),
         last_notified=parse_time(status.get("lastNotifiedTime")),
+        # Before notifyDecisionTime existed, lastNotifiedTime held the decision: its cooldown holds.
+        notify_decided=parse_time(status.get("notifyDecisionTime") or status.get("lastNotifiedTime")),
+        notify_episode=parse_time(status.get("notifyEpisode")),
+        notify_kind=status.get("notifyKind"),
         last_transition=parse_time(status.get("lastTransitionTime")),
     )
 
@@ -171,9 +178,9 @@ class InstanceStatus(NamedTuple):
 HEALTHY = frozenset({Phase.CONNECTED, Phase.PAIRING, Phase.SUSPENDED})
 
 
-def server_status(breaker: str, phases: Iterable[Phase], ready: Condition | None) -> dict[str, Any]:
-    """An EvolutionServer's `.status`: its breaker, the count of its instances by phase, and Ready
-    (absent until Evolution first answered)."""
+def server_status(breaker: str, phases: Iterable[Phase], conditions: tuple[Condition, ...]) -> dict[str, Any]:
+    """An EvolutionServer's `.status`: its breaker, the count of its instances by phase, and its
+    conditions (Ready once Evolution first answered, SenderReady once a message was due)."""
     counts = collections.Counter(phases)
     status: dict[str, Any] = {
         "breaker": breaker,
@@ -182,6 +189,6 @@ def server_status(breaker: str, phases: Iterable[Phase], ready: Condition | None
         "unhealthy": sum(n for phase, n in counts.items() if phase not in HEALTHY),
         "phases": {str(p): counts[p] for p in Phase},
     }
-    if ready is not None:
-        status["conditions"] = [to_condition(ready)]
+    if conditions:
+        status["conditions"] = [to_condition(c) for c in conditions]
     return status

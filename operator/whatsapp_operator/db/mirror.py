@@ -24,12 +24,21 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.core.phases import DB_STATUS, Phase
 from whatsapp_operator.core.resources import InstanceKey
-from whatsapp_operator.db import connection
+from whatsapp_operator.db import connection, outbox
 from whatsapp_operator.db.connection import SCHEMA, connection_params, error_line
 from whatsapp_operator.db.sync import SYNCED, SyncReason, SyncStatus
-from whatsapp_operator.db.writes import ClearPairingCode, PairingCode, PhaseChange, Queued, Write, aware
+from whatsapp_operator.db.writes import (
+    ClearPairingCode,
+    NotificationDecided,
+    PairingCode,
+    PhaseChange,
+    Queued,
+    Write,
+    aware,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +158,11 @@ class StatusMirror:
         reason: int | None,
         forced: bool,
         at: datetime,
+        notification: Notification | None = None,
     ) -> None:
-        """Queue a phase change of the WhatsAppInstance `key`; `instance` is its name
-        on the Evolution server. Naive times are taken as UTC, here and in `record_pairing_code`."""
+        """Queue a phase change of the WhatsAppInstance `key`; `instance` is its name on the
+        Evolution server; `notification`, decided with it, lands in the same transaction. Naive times
+        are taken as UTC, here and in `record_pairing_code`."""
         namespace, name = key
         self._enqueue(
             key,
@@ -167,8 +178,13 @@ class StatusMirror:
                 reason=reason,
                 forced=forced,
                 at=aware(at),
+                notification=notification,
             ),
         )
+
+    def record_notification(self, key: InstanceKey, notification: Notification) -> None:
+        """Queue a decision to notify, in order with the instance's other writes."""
+        self._enqueue(key, NotificationDecided(notification))
 
     def record_pairing_code(
         self, *, key: InstanceKey, driver_id: str, code: str, generated_at: datetime, expires_at: datetime
@@ -317,28 +333,20 @@ class StatusMirror:
                 return await self._update_row(conn, write.driver_id, code, count_attempt=True)
             if isinstance(write, ClearPairingCode):
                 return await self._update_row(conn, write.driver_id, cleared)
+            if isinstance(write, NotificationDecided):
+                await outbox.insert(conn, write.notification)
+                return None
             values: dict[str, object] = {}
             if (status := DB_STATUS.get(write.to_phase)) is not None:
                 values[settings.status_column] = status
             if write.to_phase is Phase.CONNECTED:
                 values |= cleared
             row = await self._update_row(conn, write.driver_id, values) if values else None
-            await conn.execute(
-                self._insert_transition,
-                (
-                    write.event_id,
-                    write.namespace,
-                    write.name,
-                    write.evolution_instance,
-                    write.driver_id,
-                    write.from_phase,
-                    write.to_phase,
-                    write.state,
-                    write.reason,
-                    write.forced,
-                    write.at,
-                ),
-            )
+            w = write
+            transition = (w.event_id, w.namespace, w.name, w.evolution_instance, w.driver_id, w.from_phase)
+            await conn.execute(self._insert_transition, (*transition, w.to_phase, w.state, w.reason, w.forced, w.at))
+            if write.notification is not None:
+                await outbox.insert(conn, write.notification)
             return row
 
     async def _update_row(

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.core.phases import Phase
 
 
@@ -23,6 +24,7 @@ class PhaseChange:
     reason: int | None
     forced: bool
     at: datetime
+    notification: Notification | None = None  # decided with this change: inserted in its transaction
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,14 @@ class ClearPairingCode:
     driver_id: str
 
 
-Write = PhaseChange | PairingCode | ClearPairingCode
+@dataclass(frozen=True)
+class NotificationDecided:
+    """A decision without a phase change (a forced logout), or re-derived from `.status` at start."""
+
+    notification: Notification
+
+
+Write = PhaseChange | PairingCode | ClearPairingCode | NotificationDecided
 
 
 @dataclass(frozen=True)

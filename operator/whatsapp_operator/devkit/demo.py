@@ -10,8 +10,9 @@ table; let the mirror land its writes; read the outcome back from the API server
 (`summarize`: phases, transitions, `usuarios`, the webhook inbox); print it; keep everything
 running `--hold` seconds more. Everything started is stopped and removed, on Ctrl-C too.
 
-Parts of the job that do not exist yet (notification delivery, metrics) report empty values, never
-made-up ones; they add their figures to `summarize` when they land (docs/demo.md).
+Parts of the job that do not exist yet (metrics) report empty values, never made-up ones; they add
+their figures to `summarize` when they land (docs/demo.md). Notifications go to the EvolutionServer's
+sender instance (`platform-sender`, open) and to a callback receiver the demo runs.
 
 The emulator, the embedded Postgres and rich come from the `demo` extra, which the operator's own
 image does not install: they are imported where used, so that the CLI works without them.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import collections
 import contextlib
 import dataclasses
@@ -40,9 +42,12 @@ from whatsapp_operator.core.phone import InvalidPhoneNumber, normalize_phone
 from whatsapp_operator.core.resources import instance_name_for
 from whatsapp_operator.db.connection import SCHEMA, DatabaseConfigError
 from whatsapp_operator.db.migrate import apply_migrations
+from whatsapp_operator.db.outbox import DELIVERIES
+from whatsapp_operator.db.outbox import NOTIFICATIONS as OUTBOX
 from whatsapp_operator.devkit.manifests import (
     SERVER,
     instance_manifest,
+    notifier_spec,
     phases_seen,
     secret_manifest,
     server_manifest,
@@ -50,6 +55,7 @@ from whatsapp_operator.devkit.manifests import (
     webhook_spec,
 )
 from whatsapp_operator.devkit.simulator import Scenario, ScenarioError, Simulator
+from whatsapp_operator.devkit.simulator.receiver import WebhookSink
 from whatsapp_operator.devkit.state_dir import StateDir
 from whatsapp_operator.engine.runner import OperatorStopped, running
 from whatsapp_operator.engine.runtime import Runtime
@@ -69,6 +75,8 @@ MIN_SECONDS = 5  # the CRD's minimum for probe.intervalSeconds and remediation.s
 TICK_SECONDS = 0.5
 LIVE_ROWS = 20  # a live table taller than a terminal is unreadable; the summary lists every instance
 DB_STATUSES = ("connected", "connecting", "disconnected")
+SENDER = "platform-sender"  # the sender instance: not a scenario's, never a driver's
+CALLBACK_PATH = "/whatsapp/notifications"  # the demo's stand-in for the application's callback
 LOOPBACK = "127.0.0.1"  # the webhook receiver listens here only: the simulator is the one sender
 DRAIN_SECONDS = 10.0  # for the mirror's last writes before the summary reads Postgres
 
@@ -201,14 +209,17 @@ async def play(
     from whatsapp_operator.devkit.kube_emulator import EmulatedCluster, KubeApiError
 
     api_key, webhook_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    callback_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     # The receiver's URL goes into the EvolutionServer before the operator (and its receiver) starts.
     listen = f"{LOOPBACK}:{free_port(LOOPBACK)}"
     webhook_url = f"http://{listen}{WEBHOOK_PATH}"
     errors: list[str] = []
-    async with EmulatedCluster() as cluster, Simulator(api_key) as sim:
+    async with EmulatedCluster() as cluster, Simulator(api_key) as sim, WebhookSink() as app:
         assert sim.base_url is not None
-        await cluster.create(secret_manifest(api_key, webhook_secret=webhook_secret))
-        await cluster.create(server_manifest(sim.base_url, **plan.server_spec(webhook_url)))
+        sim.add_instance(SENDER, "open")  # the platform's own number, which sends the drivers' messages
+        await cluster.create(secret_manifest(api_key, webhook_secret=webhook_secret, callback_secret=callback_secret))
+        notifier = notifier_spec(SENDER, f"{app.url}{CALLBACK_PATH}")
+        await cluster.create(server_manifest(sim.base_url, notifier=notifier, **plan.server_spec(webhook_url)))
         config = Config(kube_server=cluster.url, database_url=database_url, liveness=None, webhook_listen=listen)
         runtime = Runtime(config)
         operator = running(runtime)
@@ -244,7 +255,7 @@ async def play(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runtime.mirror.drain(), DRAIN_SECONDS)
             errors.extend(cluster.violations())
-            summary = await summarize(cluster, plan, database_url, errors)
+            summary = await summarize(cluster, plan, database_url, errors, Deliveries(sim, app))
             report(summary)
             if hold > 0:
                 say(f"holding for {hold:g} s, everything still running (Ctrl-C ends it)")
@@ -284,6 +295,7 @@ class DriverOutcome:
     phases: list[str]
     forced_logouts: int
     notify_phases: list[str]  # the phase entered each time the state machine decided to notify
+    notifications: list[tuple[str, str, str]]  # the outbox's (channel, kind, state) of each delivery
     db_status: str | None
 
 
@@ -308,7 +320,11 @@ class Summary:
             "instances": len(created),
             "phases": dict(collections.Counter(o.phase or "(no status)" for o in created)),
             "forced_logouts": {o.driver.name: o.forced_logouts for o in created if o.forced_logouts},
-            "notifications": [],  # delivery is not built: decisions are below
+            "notifications": [
+                {"instance": o.driver.name, "channel": channel, "kind": kind, "state": state}
+                for o in created
+                for channel, kind, state in o.notifications
+            ],
             "notify_decisions": [
                 {"instance": o.driver.name, "phase": phase} for o in created for phase in o.notify_phases
             ],
@@ -321,8 +337,34 @@ class Summary:
         }
 
 
-async def summarize(cluster: EmulatedCluster, plan: Plan, database_url: str, errors: list[str]) -> Summary:
-    """Read the outcome back where users would look: the API server's objects and Postgres."""
+@dataclasses.dataclass(frozen=True)
+class Deliveries:
+    """Where the notifications went: the sender's messages (the simulator's) and the callbacks."""
+
+    sim: Simulator
+    app: WebhookSink
+
+    def check(self, driver: Driver, rows: list[tuple[str, str, str]]) -> list[str]:
+        """What the outbox claims delivered and the receivers did not get."""
+        number = driver.phone.lstrip("+")
+        callbacks = [p.body for p in self.app.posts if isinstance(p.body, dict)]
+        got = {
+            "whatsapp": sum(1 for m in self.sim.messages if m.instance == SENDER and m.number == number),
+            "callback": sum(1 for body in callbacks if body.get("driverId") == driver.name),
+        }
+        claimed = collections.Counter(channel for channel, _, state in rows if state == "delivered")
+        return [
+            f"{driver.name}: the outbox has {claimed[channel]} {channel} deliveries, its receiver got {n}"
+            for channel, n in got.items()
+            if claimed[channel] != n
+        ]
+
+
+async def summarize(
+    cluster: EmulatedCluster, plan: Plan, database_url: str, errors: list[str], deliveries: Deliveries
+) -> Summary:
+    """Read the outcome back where users would look: the API server's objects, Postgres and the
+    receivers of the notifications."""
     emulator = cluster.emulator
     ids = [d.name for d in plan.drivers]
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
@@ -336,6 +378,14 @@ async def summarize(cluster: EmulatedCluster, plan: Plan, database_url: str, err
             f" FROM {WEBHOOK_INBOX}"
         )
         received, processed, dead = await cur.fetchone() or (0, 0, 0)
+        cur = await conn.execute(
+            f"SELECT n.driver_id, d.channel, n.kind, d.state FROM {OUTBOX} n JOIN {DELIVERIES} d"
+            " ON d.notification_id = n.id WHERE n.driver_id = ANY(%s) ORDER BY n.id, d.channel",
+            [ids],
+        )
+        sent: dict[str, list[tuple[str, str, str]]] = collections.defaultdict(list)
+        for driver_id, channel, kind, state in await cur.fetchall():
+            sent[driver_id].append((channel, kind, state))
     outcomes = []
     for driver in plan.drivers:
         obj = emulator.read("whatsappinstances", driver.resource)
@@ -343,7 +393,7 @@ async def summarize(cluster: EmulatedCluster, plan: Plan, database_url: str, err
         history = statuses_seen(cluster, driver.resource) if obj is not None else []
         notify_phases, notified = [], None
         for version in history:
-            stamp = version.get("lastNotifiedTime")
+            stamp = version.get("notifyDecisionTime")
             if stamp and stamp != notified:
                 notify_phases.append(version.get("phase", ""))
             notified = stamp
@@ -355,9 +405,11 @@ async def summarize(cluster: EmulatedCluster, plan: Plan, database_url: str, err
                 phases=phases_seen(cluster, driver.resource) if obj is not None else [],
                 forced_logouts=int(status.get("forcedLogouts") or 0),
                 notify_phases=notify_phases,
+                notifications=sent[driver.name],
                 db_status=db_status.get(driver.name),
             )
         )
+        errors.extend(deliveries.check(driver, sent[driver.name]))
         synced = next((c for c in status.get("conditions", ()) if c.get("type") == "DatabaseSynced"), None)
         if synced is not None and synced.get("status") != "True":
             errors.append(f"{driver.name}: DatabaseSynced {synced.get('status')} ({synced.get('reason')})")
@@ -441,7 +493,7 @@ def print_summary(console: Console, summary: Summary) -> None:
     table.add_column("instance", no_wrap=True)
     table.add_column("scenario")
     table.add_column("phases seen", ratio=1)
-    for column in ("forced logouts", "notify decided", "usuarios"):
+    for column in ("forced logouts", "notify decided", "notified on", "usuarios"):
         table.add_column(column, no_wrap=True)
     for o in summary.outcomes:
         table.add_row(
@@ -450,6 +502,7 @@ def print_summary(console: Console, summary: Summary) -> None:
             " → ".join(_phase(p) for p in o.phases) or "-",
             str(o.forced_logouts),
             ", ".join(f"on {p}" for p in o.notify_phases) or "-",
+            ", ".join(channel for channel, _, state in o.notifications if state == "delivered") or "-",
             o.db_status or "-",
         )
     console.print(table)
@@ -458,7 +511,9 @@ def print_summary(console: Console, summary: Summary) -> None:
     console.print(f"phase transitions recorded in Postgres: {data['transitions']}")
     console.print(f"status PATCHes the API server received: {data['status_patches']}")
     console.print("usuarios.whatsapp_status: " + ", ".join(f"{k} {v}" for k, v in data["db_status"].items()))
-    console.print("notifications delivered: not built yet (the decisions are in the table)")
+    counts = collections.Counter((n["channel"], n["state"]) for n in data["notifications"])
+    listed = ", ".join(f"{channel} {state} {k}" for (channel, state), k in sorted(counts.items()))
+    console.print(f"notifications (outbox): {listed or 'none'}")
     console.print("webhooks from Evolution: " + ", ".join(f"{v} {k}" for k, v in data["webhooks"].items()))
     if summary.errors:
         console.print("[red]errors:[/]")

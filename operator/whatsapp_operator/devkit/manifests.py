@@ -15,11 +15,16 @@ API_VERSION = f"{GROUP}/{VERSION}"
 NAMESPACE = "default"
 SERVER = "default"
 SECRET, SECRET_KEY, WEBHOOK_SECRET_KEY = "evolution", "apiKey", "webhookSecret"
+CALLBACK_SECRET_KEY = "callbackSecret"
 
 
-def secret_manifest(api_key: str, name: str = SECRET, webhook_secret: str | None = None) -> dict[str, Any]:
-    """Evolution's API key, and the webhook secret when there is one (`webhook_spec` refers to it)."""
+def secret_manifest(
+    api_key: str, name: str = SECRET, webhook_secret: str | None = None, callback_secret: str | None = None
+) -> dict[str, Any]:
+    """Evolution's API key, and the webhook and callback secrets when there are (`webhook_spec` and
+    `notifier_spec` refer to them)."""
     values = {SECRET_KEY: api_key} | ({WEBHOOK_SECRET_KEY: webhook_secret} if webhook_secret else {})
+    values |= {CALLBACK_SECRET_KEY: callback_secret} if callback_secret else {}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -31,6 +36,12 @@ def secret_manifest(api_key: str, name: str = SECRET, webhook_secret: str | None
 def webhook_spec(url: str) -> dict[str, Any]:
     """An EvolutionServer's `webhook`: the operator's receiver, and the Secret key of its secret."""
     return {"url": url, "authSecretRef": {"name": SECRET, "key": WEBHOOK_SECRET_KEY}}
+
+
+def notifier_spec(sender: str, callback_url: str | None = None) -> dict[str, Any]:
+    """An EvolutionServer's `notifier`: the sender instance, and the application's callback."""
+    callback = {"callback": {"url": callback_url, "secretRef": {"name": SECRET, "key": CALLBACK_SECRET_KEY}}}
+    return {"senderInstance": sender} | (callback if callback_url else {})
 
 
 def server_manifest(url: str, name: str = SERVER, **spec: Any) -> dict[str, Any]:

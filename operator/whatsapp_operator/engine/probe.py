@@ -80,7 +80,8 @@ class Probe:
 
     async def _decide(self, t: Tracked, obs: Observation) -> machine.Decision:
         decision = machine.reconcile(t.state, obs, self.clock.now(), self._policy(t))
-        await self.recorder.commit(t, decision.state)
+        notify = next((a for a in decision.actions if isinstance(a, machine.Notify)), None)
+        await self.recorder.commit(t, decision.state, notify)
         self.recorder.emit(t, decision.actions)
         return decision
 

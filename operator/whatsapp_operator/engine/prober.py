@@ -14,11 +14,12 @@ import contextlib
 import datetime
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.core.breaker import BreakerState, CircuitBreaker
+from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.resources import InstanceKey, ServerSpec
 from whatsapp_operator.core.schedule import Schedule
@@ -49,10 +50,17 @@ class ServerProber:
         mirror: StatusMirror | None = None,
         webhook_secret: str | None = None,
         notify_cooldown: datetime.timedelta = datetime.timedelta(minutes=30),
+        callback: tuple[str, bytes] | None = None,
+        decided: Callable[[Notification], None] = lambda _: None,
+        notify_deadline: datetime.timedelta = datetime.timedelta(hours=6),
     ) -> None:
+        """`callback`: the application's URL and signing key, when the server names one;
+        `decided`: the notifier's door for each decision to notify."""
         self.namespace = namespace
         self.name = name
         self.spec = spec
+        self.callback = callback
+        self.notify_deadline = notify_deadline
         self.clock = LoopClock()
         self.breaker = CircuitBreaker(
             spec.failure_threshold, spec.open_seconds, clock=self.clock.monotonic, on_change=self._breaker_changed
@@ -75,6 +83,8 @@ class ServerProber:
             clock=self.clock,
             forget=self.forget,
             wake=self._wake.set,
+            channels=tuple(c for c in spec.channels if c != "callback" or callback is not None),
+            decided=decided,
         )
         self.probe = Probe(
             spec=spec,
@@ -94,8 +104,12 @@ class ServerProber:
     # -- membership: watch events (through the Runtime) tell the prober what exists --------------
 
     def load(self, members: Iterable[Member]) -> None:
+        """Track what the fleet knows of this server, and give the outbox any decision `.status`
+        holds that may have missed it (a restart between the decision and its outbox row)."""
+        since = self.clock.now() - self.notify_deadline
         for member in members:
             self.track(member, changed=False)
+            self.recorder.recover(self.tracked[member.spec.key], since)
 
     def track(self, member: Member, *, changed: bool) -> None:
         """An instance was seen (a watch event, or the load at start): track it, or, if its spec

@@ -5,16 +5,19 @@ process, so notifications and metrics hook in here."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import kopf
 
+from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.core import machine
 from whatsapp_operator.core.machine import Condition, ConditionStatus, InstanceState
+from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.core.pairing import SOCKET_ENDED
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.resources import InstanceKey
@@ -39,7 +42,11 @@ class Recorder:
         clock: LoopClock,
         forget: Callable[[InstanceKey], None],
         wake: Callable[[], None],
+        channels: tuple[str, ...] = ("event",),
+        decided: Callable[[Notification], None] = lambda _: None,
     ) -> None:
+        """`channels`: what a notification of this server is delivered on; `decided(notification)`
+        hands each decision to the notifier (with a mirror, the outbox row goes through the mirror)."""
         self.namespace = namespace
         self.server = server
         self.kube = kube
@@ -47,6 +54,9 @@ class Recorder:
         self.clock = clock
         self._forget = forget  # the object is gone from the cluster
         self._wake = wake  # the prober's loop, which writes the server's status
+        self.channels = channels
+        self._decided = decided
+        self._sender_ready: Condition | None = None
         self.server_dirty = True  # the EvolutionServer's status needs a look
         self._written_server: dict[str, Any] = {}
         self._reachable: bool | None = None
@@ -55,22 +65,66 @@ class Recorder:
 
     # -- one instance ---------------------------------------------------------------------------
 
-    async def commit(self, t: Tracked, new: InstanceState) -> None:
-        """The machine's new state: record a phase change in the mirror, then write the status."""
+    async def commit(self, t: Tracked, new: InstanceState, notify: machine.Notify | None = None) -> None:
+        """The machine's new state: record a phase change (and a decision to notify, in the same
+        transaction) in the mirror, then write the status, which holds the decision for good."""
         old = t.state
         # An equal state keeps the object the status was written from (no second copy in memory).
         new = normalize(new) if new != old else old
+        notification = self._notification(t, new, notify) if notify is not None else None
         if new.phase is not old.phase:
             self.server_dirty = True
             if new.phase in SOCKET_ENDED:
                 t.code.forget()
             if self.mirror is not None:
-                self._mirror_transition(t, old, new)
+                self._mirror_transition(t, old, new, notification)
             t.forced = False
+        elif notification is not None and self.mirror is not None:
+            self.mirror.record_notification(t.spec.key, notification)
         t.member.state = new
         await self.write_status(t)
+        if notification is not None:
+            self._decided(notification)
 
-    def _mirror_transition(self, t: Tracked, old: InstanceState, new: InstanceState) -> None:
+    def recover(self, t: Tracked, since: datetime.datetime) -> None:
+        """A decision `.status` holds from after `since` (a restart, a standby taking over): the
+        outbox gets its row unless it has one (the mirror's insert is a no-op then)."""
+        state = t.state
+        if self.mirror is None or state.notify_episode is None or state.notify_kind is None:
+            return
+        if state.notify_decided is None or state.notify_decided < since:
+            return
+        notify = machine.Notify(state.notify_kind, state.notify_episode)
+        self.mirror.record_notification(t.spec.key, self._notification(t, state, notify))
+
+    def _notification(self, t: Tracked, state: InstanceState, notify: machine.Notify) -> Notification:
+        spec = t.spec
+        assert state.notify_decided is not None
+        return Notification(
+            instance_uid=spec.uid,
+            episode=notify.episode,
+            namespace=spec.namespace,
+            name=spec.name,
+            instance=spec.instance_name,
+            server=self.server,
+            driver_id=spec.driver_id,
+            driver_name=spec.driver_name,
+            phone=spec.phone,
+            kind=notify.kind,
+            reason=state.status_reason,
+            decided_at=state.notify_decided,
+            channels=self.channels,
+        )
+
+    async def notified(self, t: Tracked, at: datetime.datetime) -> None:
+        """A channel delivered: `.status.lastNotifiedTime` says so."""
+        if t.state.last_notified is None or t.state.last_notified < at:
+            t.member.state = normalize(dataclasses.replace(t.state, last_notified=at))
+            await self.write_status(t)
+
+    def _mirror_transition(
+        self, t: Tracked, old: InstanceState, new: InstanceState, notification: Notification | None
+    ) -> None:
         assert self.mirror is not None
         spec = t.spec
         self.mirror.record_transition(
@@ -83,6 +137,7 @@ class Recorder:
             reason=new.status_reason,
             forced=t.forced,
             at=self.clock.now(),
+            notification=notification,
         )
         if new.phase is Phase.CONNECTED:
             self.mirror.clear_pairing_code(key=spec.key, driver_id=spec.driver_id)
@@ -136,8 +191,6 @@ class Recorder:
         for action in actions:
             if isinstance(action, machine.Event):
                 self.event(t, action.type, action.reason, action.message)
-            elif isinstance(action, machine.Notify):
-                logger.info("%s: driver notification due (%s)", t.spec.key, action.kind)
 
     # -- the EvolutionServer --------------------------------------------------------------------
 
@@ -148,6 +201,29 @@ class Recorder:
             self.server_dirty = True
             self._wake()
 
+    def sender_ready(self, ready: bool, reason: str, message: str) -> None:
+        """SenderReady on the EvolutionServer, and an Event when it changes."""
+        status = ConditionStatus.TRUE if ready else ConditionStatus.FALSE
+        if self._sender_ready is not None and (self._sender_ready.status, self._sender_ready.reason) == (
+            status,
+            reason,
+        ):
+            return
+        first = self._sender_ready is None
+        self._sender_ready = Condition("SenderReady", status, reason, message, self.clock.now())
+        self.server_dirty = True
+        self._wake()
+        if not (first and ready):  # "the sender is ready" is news only after it was not
+            involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EvolutionServer", "name": self.server}
+            event = self.kube.create_event(
+                involved | {"namespace": self.namespace},
+                type="Normal" if ready else "Warning",
+                reason=reason,
+                message=message,
+            )
+            self._background.add(task := asyncio.get_running_loop().create_task(_logged(event)))
+            task.add_done_callback(self._background.discard)
+
     async def write_server_status(self, breaker: str, phases: Iterable[Phase]) -> None:
         if not self.server_dirty:
             return
@@ -157,7 +233,8 @@ class Recorder:
             if self._server_ready is None or self._server_ready.status != ready:
                 reason = "Reachable" if self._reachable else "BreakerOpen"
                 self._server_ready = Condition("Ready", ready, reason, "", self.clock.now())
-        patch = status_patch(self._written_server, server_status(breaker, phases, self._server_ready))
+        conditions = tuple(c for c in (self._server_ready, self._sender_ready) if c is not None)
+        patch = status_patch(self._written_server, server_status(breaker, phases, conditions))
         if not patch:
             return
         try:
@@ -167,3 +244,10 @@ class Recorder:
             self.server_dirty = True
             return
         self._written_server.update(patch)
+
+
+async def _logged(posting: Awaitable[None]) -> None:
+    try:
+        await posting
+    except KubeError as exc:
+        logger.warning("posting an Event: %s", exc)

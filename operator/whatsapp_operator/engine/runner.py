@@ -45,6 +45,8 @@ async def operate(
         runtime.mirror = StatusMirror(config.database_url, settings=config.mirror_settings(), on_sync=runtime.on_sync)
     if runtime.mirror is not None:
         await runtime.mirror.start()
+    if runtime.notifier is None:
+        await runtime.start_notifier()
     if config.webhook_listen and runtime.webhooks is None:
         if config.database_url:
             runtime.webhooks = webhook_service(config.database_url, config.webhook_listen, runtime)

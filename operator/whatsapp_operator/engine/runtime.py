@@ -4,13 +4,18 @@ fleet, the probers and the servers' webhook secrets; handlers change them only t
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from whatsapp_operator.core.machine import ConditionStatus
+from whatsapp_operator.core.notifications import DeliveryPolicy, Notification
 from whatsapp_operator.core.resources import InstanceKey, InstanceSpec
+from whatsapp_operator.db.outbox import Outbox
+from whatsapp_operator.engine.channels import Channels
 from whatsapp_operator.engine.fleet import Fleet
+from whatsapp_operator.engine.notifier import MemoryOutbox, Notifier, NotifierSettings
 from whatsapp_operator.engine.prober import ServerProber
 from whatsapp_operator.engine.settings import Config
 from whatsapp_operator.kube import KubeApi
@@ -33,18 +38,61 @@ class Runtime:
     kube: KubeApi = dataclasses.field(default_factory=KubeApi)
     mirror: StatusMirror | None = None
     webhooks: WebhookService | None = None
+    notifier: Notifier | None = None
+    memory_outbox: MemoryOutbox | None = None  # the outbox when there is no database
     fleet: Fleet = dataclasses.field(default_factory=Fleet)
     _probers: dict[ServerKey, ServerProber] = dataclasses.field(default_factory=dict)
     # The webhook secret of each EvolutionServer, from when its daemon first read it until the server
     # goes: a prober restarting for a changed spec must not make the receiver refuse signed webhooks.
     _server_secrets: dict[ServerKey, str] = dataclasses.field(default_factory=dict)
+    _channels: Channels = dataclasses.field(init=False)
 
     async def shutdown(self) -> None:
-        """Stop taking webhooks, then land the mirror's queued writes. Twice is harmless."""
+        """Stop taking webhooks and delivering, then land the mirror's queued writes. Twice is harmless."""
         if self.webhooks is not None:
             await self.webhooks.stop()
+        if self.notifier is not None:
+            await self.notifier.stop()
+            await self._channels.close()
+            if isinstance(self.notifier.store, Outbox):
+                await self.notifier.store.close()
         if self.mirror is not None:
             await self.mirror.stop()
+
+    # -- notifications --------------------------------------------------------------------------
+
+    async def start_notifier(self) -> None:
+        """The outbox (Postgres, or memory without a database), the channels and their worker."""
+        store: Outbox | MemoryOutbox
+        if self.config.database_url:
+            store = Outbox(self.config.database_url, pool_max_size=2, connection_timeout=5.0)
+            await store.open()
+        else:
+            store = self.memory_outbox = MemoryOutbox()
+        self._channels = Channels(self.prober, self.kube)
+        policy = DeliveryPolicy(deadline=datetime.timedelta(seconds=self.config.notify_deadline))
+        self.notifier = Notifier(
+            store,
+            self._channels.deliver,
+            delivered=self.notified,
+            settings=NotifierSettings(policy=policy),
+            active=lambda: bool(self._probers),
+        )
+        self.notifier.start()
+
+    def notification_decided(self, notification: Notification) -> None:
+        """A prober decided to notify (with a database, its row is on its way through the mirror)."""
+        if self.memory_outbox is not None:
+            self.memory_outbox.add(notification)
+        if self.notifier is not None:
+            self.notifier.wake()
+
+    async def notified(self, notification: Notification, at: datetime.datetime) -> None:
+        key = InstanceKey(notification.namespace, notification.name)
+        owner = self._owner(key)
+        tracked = owner.tracked.get(key) if owner is not None else None
+        if owner is not None and tracked is not None and tracked.spec.uid == notification.instance_uid:
+            await owner.recorder.notified(tracked, at)
 
     # -- EvolutionServers -----------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ class Config:
     log_format: str = "json"
     verbose: bool = False
     notify_cooldown: float = 1800.0
+    notify_deadline: float = 21600.0  # a delivery still failing this long after the decision is dead
     app_schema: str = _APP.schema
     app_table: str = _APP.table
     app_id_column: str = _APP.id_column
@@ -174,6 +175,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_format", "--log-format", _choice("json", "plain"), "log line format: json or plain"),
     Setting("verbose", "--verbose", _boolean, "debug logging", switch=True),
     Setting("notify_cooldown", "--notify-cooldown", _seconds, "seconds between two notifications of a driver"),
+    Setting("notify_deadline", "--notify-deadline", _seconds, "seconds a notification is retried before it is dead"),
     _column("app_schema", "--app-schema", "schema of the drivers' table"),
     _column("app_table", "--app-table", "drivers' table"),
     _column("app_id_column", "--app-id-column", "driver id column (matched against spec.driverId)"),

@@ -13,21 +13,17 @@ import datetime
 import logging
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from whatsapp_operator.db import connection
-from whatsapp_operator.db.connection import SCHEMA, connection_params, error_line
+from whatsapp_operator.db.connection import SCHEMA
+from whatsapp_operator.db.store import PooledStore, StoreUnavailable
 from whatsapp_operator.webhooks.envelope import Envelope
 
-log = logging.getLogger(__name__)
 TABLE = f"{SCHEMA}.webhook_inbox"
 STATUSES = ("queued", "done", "dead")
 
 
-class InboxUnavailable(Exception):
+class InboxUnavailable(StoreUnavailable):
     """Postgres cannot take or give jobs now; the message is one line, without credentials."""
 
 
@@ -40,45 +36,13 @@ class Job:
     attempts: int  # including the one just started
 
 
-class Inbox:
-    def __init__(self, database_url: str, *, pool_max_size: int = 8, connection_timeout: float = 2.0) -> None:
-        """`connection_timeout` bounds how long a webhook waits for a connection before its 503: far
-        below Evolution's 30 s request timeout."""
-        self._params = connection_params(database_url)
-        self._pool_max_size = pool_max_size
-        self._timeout = connection_timeout
-        self._pool: AsyncConnectionPool | None = None
-        self._healthy = True
+class Inbox(PooledStore):
+    """`connection_timeout` bounds how long a webhook waits for a connection before its 503: far
+    below Evolution's 30 s request timeout."""
 
-    async def open(self) -> None:
-        """Without waiting for Postgres: until it answers, every call raises InboxUnavailable."""
-        self._pool = connection.pool(
-            self._params, name="whatsapp-operator-webhooks", max_size=self._pool_max_size, reconnect_timeout=30
-        )
-        await self._pool.open(wait=False)
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-    async def _execute(self, query: str, params: Any = None) -> list[dict[str, Any]]:
-        if self._pool is None:
-            raise InboxUnavailable("the inbox is closed")
-        try:
-            async with self._pool.connection(timeout=self._timeout) as conn:
-                cursor = conn.cursor(row_factory=dict_row)
-                await cursor.execute(query, params)
-                rows = await cursor.fetchall() if cursor.description else []
-        except (psycopg.Error, PoolTimeout) as exc:
-            if self._healthy:
-                self._healthy = False
-                log.warning("webhook inbox unavailable: %s", error_line(exc))
-            raise InboxUnavailable(error_line(exc)) from None
-        if not self._healthy:
-            self._healthy = True
-            log.info("webhook inbox available again")
-        return rows
+    name = "webhook inbox"
+    unavailable = InboxUnavailable
+    log = logging.getLogger(__name__)
 
     async def accept(self, envelope: Envelope, now: datetime.datetime) -> bool:
         """Store one delivery; False when the same event is already there (a repeated delivery)."""

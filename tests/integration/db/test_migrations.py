@@ -19,6 +19,7 @@ ALL_MIGRATIONS = [
     "0002_usuarios_minimal",
     "0003_usuarios_pairing_code",
     "0004_webhook_inbox",
+    "0005_notifications",
 ]
 PAIRING_COLUMNS = {
     "pairing_code": ("character varying", None),

@@ -88,7 +88,11 @@ def assert_consistent(summary: dict[str, Any]) -> None:
     assert collections.Counter(phases[-1] for phases in history.values()) == summary["phases"]
     assert summary["transitions"] == sum(len(phases) for phases in history.values()), "one history row per change"
     assert summary["status_patches"] >= summary["transitions"]
-    assert summary["notifications"] == [], "notification delivery is not built: nothing can have been delivered"
+    decided = collections.Counter(d["instance"] for d in summary["notify_decisions"])
+    for channel in ("whatsapp", "event", "callback"):
+        delivered = [n["instance"] for n in summary["notifications"] if n["channel"] == channel]
+        assert collections.Counter(delivered) == decided, f"one {channel} delivery per decision"
+    assert {n["state"] for n in summary["notifications"]} <= {"delivered"}
     webhooks = summary["webhooks"]
     assert set(webhooks) == {"received", "processed", "dead"}
     assert webhooks["processed"] == webhooks["received"], "every stored webhook was processed before the end"
@@ -129,6 +133,10 @@ def test_the_builtin_scenario_shows_each_behaviour_and_nothing_else(tmp_path: Pa
     assert summary["notify_decisions"] == [{"instance": "driver-davi", "phase": "LoggedOut"}], (
         "one decision, for the terminal disconnect only: not for the drop, the outage or the never-connected"
     )
+    assert summary["notifications"] == [
+        {"instance": "driver-davi", "channel": channel, "kind": "logged_out", "state": "delivered"}
+        for channel in ("callback", "event", "whatsapp")
+    ]
     # Each scripted change sends webhooks (carla's forced logout and new code, the drop and its
     # reconnect, the pairing, the disconnect): all authenticated, stored and processed.
     assert summary["webhooks"]["received"] >= 5, summary["webhooks"]

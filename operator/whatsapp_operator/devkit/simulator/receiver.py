@@ -6,6 +6,7 @@ For tests and demos of what the simulator (or a real Evolution) sends; the opera
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ class ReceivedWebhook:
     path: str
     headers: dict[str, str]
     body: Any
+    raw: bytes = b""  # as sent, for checking a signature over it
 
     @property
     def event(self) -> str | None:
@@ -69,9 +71,11 @@ class WebhookSink:
         return [post for post in self.posts if post.event == event]
 
     async def _receive(self, request: web.Request) -> web.Response:
+        raw = await request.read()
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
-            body = await request.text()
-        self.posts.append(ReceivedWebhook(asyncio.get_running_loop().time(), request.path, dict(request.headers), body))
+            body = raw.decode(errors="replace")
+        arrival = asyncio.get_running_loop().time()
+        self.posts.append(ReceivedWebhook(arrival, request.path, dict(request.headers), body, raw))
         return web.Response(status=self.statuses.pop(0) if self.statuses else self.default)

@@ -12,8 +12,7 @@ from whatsapp_operator import GROUP
 from whatsapp_operator.core.resources import FINALIZER
 from whatsapp_operator.engine.handlers import registry
 from whatsapp_operator.engine.runtime import Runtime
-
-COMPONENT = "whatsapp-operator"
+from whatsapp_operator.kube import COMPONENT
 
 
 def configure(settings: kopf.OperatorSettings) -> None:

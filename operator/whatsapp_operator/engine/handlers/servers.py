@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from whatsapp_operator import GROUP, VERSION
+from whatsapp_operator import GROUP, VERSION, callbacks
 from whatsapp_operator.core.resources import ServerSpec
 from whatsapp_operator.engine.handlers import registry
 from whatsapp_operator.engine.prober import ServerProber
@@ -28,6 +28,19 @@ async def _secrets(memo: Runtime, namespace: str, spec: ServerSpec) -> tuple[str
         ref = spec.webhook_auth_ref
         webhook_secret = await memo.kube.read_secret(namespace, ref.name, ref.key)
     return api_key, webhook_secret
+
+
+async def _callback(memo: Runtime, namespace: str, spec: ServerSpec, body: kopf.Body) -> tuple[str, bytes] | None:
+    """The application's callback URL and signing key; a missing or malformed secret leaves the
+    channel off (with an Event) rather than stopping the probes."""
+    ref = spec.callback_secret_ref
+    if spec.callback_url is None or ref is None:
+        return None
+    try:
+        return spec.callback_url, callbacks.signing_key(await memo.kube.read_secret(namespace, ref.name, ref.key))
+    except (KubeError, callbacks.CallbackSecretInvalid) as exc:
+        kopf.warn(body, reason="CallbackSecretUnavailable", message=f"notification callback off: {exc}")
+        return None
 
 
 # The backoff gives the daemon time to stop its prober and close its client by itself when asked,
@@ -71,6 +84,9 @@ async def _serve(
             mirror=memo.mirror,
             webhook_secret=webhook_secret,
             notify_cooldown=datetime.timedelta(seconds=memo.config.notify_cooldown),
+            callback=await _callback(memo, namespace, server_spec, body),
+            decided=memo.notification_decided,
+            notify_deadline=datetime.timedelta(seconds=memo.config.notify_deadline),
         )
         memo.prober_started(prober)
         task = asyncio.create_task(prober.run(), name=f"prober-{namespace}-{name}")

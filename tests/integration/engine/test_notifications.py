@@ -1,0 +1,213 @@
+"""Driver notifications end to end: the real operator, the simulator, the strict API emulator and a
+real embedded Postgres (looptime, as test_operator_database.py explains), and a callback receiver.
+
+Each notification goes out once per disconnection episode on each channel: a WhatsApp text from the
+sender instance (the simulator's sent messages), a DriverNotified Event, a signed callback that the
+`standardwebhooks` package verifies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+import standardwebhooks
+from psycopg.rows import dict_row
+
+from tests.support.operator_harness import (
+    backends,
+    environment,
+    instance_manifest,
+    operator_runtime,
+    wait_event,
+    wait_phase,
+)
+from tests.support.pg import StoppableDatabase
+from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
+from whatsapp_operator.devkit.manifests import notifier_spec
+from whatsapp_operator.devkit.simulator import Simulator
+from whatsapp_operator.devkit.simulator.receiver import WebhookSink
+from whatsapp_operator.engine.runner import running
+
+pytestmark = pytest.mark.looptime
+
+SENDER = "platform-sender"
+CALLBACK_SECRET = "whsec_" + base64.b64encode(b"the application's callback secret").decode()
+PHONE = "+5511987654321"
+
+
+def outbox(url: str) -> list[dict[str, Any]]:
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        return conn.execute(
+            "SELECT n.name, n.kind, n.episode, d.channel, d.state, d.attempts, d.last_error, d.delivered_at"
+            " FROM whatsapp_operator.notifications n JOIN whatsapp_operator.notification_deliveries d"
+            " ON d.notification_id = n.id ORDER BY n.id, d.channel"
+        ).fetchall()
+
+
+async def eventually(check: Callable[[], bool], within: float = 60) -> None:
+    """Poll: what is checked (the simulator's records, a callback's posts) has no event to wait on."""
+    async with asyncio.timeout(within):
+        while not check():  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+
+
+def texts(sim: Simulator, number: str = PHONE) -> list[Any]:
+    return [m for m in sim.messages if m.number == number.lstrip("+")]
+
+
+async def connected(kube: EmulatedCluster, sim: Simulator, name: str, phone: str = PHONE) -> None:
+    sim.add_instance(name, "open", number=phone.lstrip("+"))
+    await kube.create(instance_manifest(name, phone=phone, driverName="Maria Souza"))
+    await wait_phase(kube, name, "Connected")
+
+
+async def test_a_logout_notifies_once_on_each_channel(pg_url: str) -> None:
+    async with WebhookSink() as sink:
+        spec = notifier_spec(SENDER, f"{sink.url}/whatsapp-events")
+        async with environment(database_url=pg_url, callback_secret=CALLBACK_SECRET, notifier=spec) as (kube, sim, _):
+            sim.add_instance(SENDER, "open")
+            await connected(kube, sim, "driver-a")
+            sim.act("driver-a", "disconnect", 401)
+            await wait_phase(kube, "driver-a", "LoggedOut")
+            await eventually(lambda: len(texts(sim)) == 1 and len(sink.posts) == 1)
+            events = await wait_event(kube, "driver-a", "DriverNotified")
+            await asyncio.sleep(600)  # ten minutes more: nothing is sent again
+            obj = kube.emulator.read("whatsappinstances", "driver-a")
+
+    (text,) = texts(sim)
+    assert text.instance == SENDER, "sent by the sender instance, never the driver's own"
+    assert "Maria" in text.text
+    assert "pareie o WhatsApp novamente" in text.text
+    assert [(e["type"], e["reason"]) for e in events] == [("Warning", "DriverNotified")]
+    assert PHONE.lstrip("+") not in events[0]["message"]
+    (post,) = sink.posts
+    payload = standardwebhooks.Webhook(CALLBACK_SECRET).verify(post.raw, post.headers)
+    assert payload == json.loads(post.raw)
+    assert {k: payload[k] for k in ("type", "driverId", "instance", "phase", "reason")} == {
+        "type": "whatsapp.logged_out",
+        "driverId": "driver-a",
+        "instance": "driver-a",
+        "phase": "LoggedOut",
+        "reason": 401,
+    }
+    assert post.headers["webhook-id"] == f"notification-{payload['notificationId']}"
+    rows = outbox(pg_url)
+    assert [(r["channel"], r["state"], r["attempts"]) for r in rows] == [
+        ("callback", "delivered", 1),
+        ("event", "delivered", 1),
+        ("whatsapp", "delivered", 1),
+    ]
+    assert obj is not None
+    status = obj["status"]
+    assert status["notifyKind"] == "logged_out"
+    assert status["lastNotifiedTime"] >= status["notifyDecisionTime"]
+
+
+async def test_an_instance_never_connected_is_not_notified_and_a_stuck_one_is_once(pg_url: str) -> None:
+    async with environment(database_url=pg_url, notifier=notifier_spec(SENDER)) as (kube, sim, _):
+        sim.add_instance(SENDER, "open")
+        sim.add_instance("never", "pairing", number="5511911111111")
+        await kube.create(instance_manifest("never", phone="+5511911111111"))
+        await wait_phase(kube, "never", "Pairing")
+        sim.act("never", "disconnect", 401)
+        await wait_phase(kube, "never", "LoggedOut")
+
+        await connected(kube, sim, "stuck")
+        sim.act("stuck", "stick")  # connecting without a code: the operator logs it out after 30 s
+        await wait_event(kube, "stuck", "ForcedLogout", within=120)
+        await eventually(lambda: len(texts(sim)) == 1)
+        await asyncio.sleep(600)
+
+    assert len(texts(sim)) == 1
+    assert not texts(sim, "+5511911111111")
+    assert [(r["name"], r["kind"], r["channel"], r["state"]) for r in outbox(pg_url)] == [
+        ("stuck", "disconnected", "event", "delivered"),
+        ("stuck", "disconnected", "whatsapp", "delivered"),
+    ]
+
+
+async def test_a_sender_not_connected_delays_the_message_without_losing_or_repeating_it(pg_url: str) -> None:
+    async with environment(database_url=pg_url, notifier=notifier_spec(SENDER)) as (kube, sim, _):
+        sender = sim.add_instance(SENDER, "close")
+        await connected(kube, sim, "driver-b")
+        sim.act("driver-b", "disconnect", 401)
+        await wait_phase(kube, "driver-b", "LoggedOut")
+        await asyncio.sleep(600)  # the sender stays closed for ten minutes
+        server = kube.emulator.read("evolutionservers", "default")
+        assert server is not None
+        (sender_ready,) = [c for c in server["status"]["conditions"] if c["type"] == "SenderReady"]
+        assert (sender_ready["status"], sender_ready["reason"]) == ("False", "SenderNotConnected")
+        assert not texts(sim)
+        assert [r["state"] for r in outbox(pg_url) if r["channel"] == "whatsapp"] == ["pending"]
+
+        sender.begin("open")
+        await eventually(lambda: len(texts(sim)) == 1, within=120)
+        await asyncio.sleep(300)
+        server = kube.emulator.read("evolutionservers", "default")
+
+    assert len(texts(sim)) == 1
+    assert server is not None
+    (sender_ready,) = [c for c in server["status"]["conditions"] if c["type"] == "SenderReady"]
+    assert sender_ready["status"] == "True"
+    reasons = [e["reason"] for e in kube.emulator.events(kind="EvolutionServer")]
+    assert reasons.count("SenderNotConnected") == 1
+    assert reasons.count("SenderConnected") == 1
+    (whatsapp,) = [r for r in outbox(pg_url) if r["channel"] == "whatsapp"]
+    assert (whatsapp["state"], whatsapp["attempts"]) == ("delivered", 1), "waiting for the sender is no attempt"
+
+
+async def test_a_restart_between_the_outbox_row_and_the_delivery_delivers_once(pg_url: str) -> None:
+    async with backends(notifier=notifier_spec(SENDER)) as (kube, sim):
+        sender = sim.add_instance(SENDER, "close")
+        async with running(operator_runtime(kube, pg_url)):
+            await connected(kube, sim, "driver-c")
+            sim.act("driver-c", "disconnect", 401)
+            await wait_phase(kube, "driver-c", "LoggedOut")
+            # The Event went out; the text waits for the sender, in the outbox, when the operator stops.
+            await eventually(lambda: [(r["channel"], r["state"]) for r in outbox(pg_url)] == WAITING)
+        sender.begin("open")
+        async with running(operator_runtime(kube, pg_url)):
+            # The new operator's wall clock starts from real time, minutes behind the first one's
+            # fast-forwarded clock, which set the retry: it comes due within that many minutes.
+            await eventually(lambda: len(texts(sim)) == 1, within=900)
+            await asyncio.sleep(300)
+
+    assert len(texts(sim)) == 1
+    assert len(kube.emulator.events(name="driver-c", reason="DriverNotified")) == 1
+    assert [(r["channel"], r["state"]) for r in outbox(pg_url)] == [("event", "delivered"), ("whatsapp", "delivered")]
+
+
+WAITING = [("event", "delivered"), ("whatsapp", "pending")]
+
+
+@pytest.mark.looptime(False)  # real time: Postgres stops for real (test_operator_database.py explains)
+async def test_a_decision_made_while_postgres_is_down_and_lost_in_a_restart_is_delivered_once(
+    pg_stoppable: StoppableDatabase,
+) -> None:
+    url = pg_stoppable.url
+    fast = {"probe": {"intervalSeconds": 5}}
+    async with backends(notifier=notifier_spec(SENDER), **fast) as (kube, sim):
+        sim.add_instance(SENDER, "open")
+        async with running(operator_runtime(kube, url)):
+            await connected(kube, sim, "driver-d")
+            await asyncio.to_thread(pg_stoppable.server.stop)
+            sim.act("driver-d", "disconnect", 401)
+            obj = await wait_phase(kube, "driver-d", "LoggedOut", within=30)
+            assert obj["status"]["notifyKind"] == "logged_out", "the decision is in .status"
+        # The operator stopped with the outbox row still queued in memory, and lost it.
+        assert not texts(sim)
+        await asyncio.to_thread(pg_stoppable.server.start)
+        async with running(operator_runtime(kube, url)):
+            await eventually(lambda: len(texts(sim)) == 1, within=60)
+            await eventually(lambda: len(outbox(url)) == 2 and {r["state"] for r in outbox(url)} == {"delivered"})
+            await asyncio.sleep(5)
+
+    assert len(texts(sim)) == 1
+    assert len(kube.emulator.events(name="driver-d", reason="DriverNotified")) == 1
+    assert [(r["channel"], r["state"]) for r in outbox(url)] == [("event", "delivered"), ("whatsapp", "delivered")]
