@@ -486,6 +486,13 @@ class LiveView:
         self.live.update(Group(*parts), refresh=True)
 
 
+def _delivered(notifications: list[tuple[str, str, str]]) -> str:
+    """`2/3 channels`: of a driver's deliveries, how many the outbox marks delivered."""
+    if not notifications:
+        return "-"
+    return f"{sum(1 for _, _, state in notifications if state == 'delivered')}/{len(notifications)} channels"
+
+
 def print_summary(console: Console, summary: Summary) -> None:
     from rich.table import Table
 
@@ -493,7 +500,7 @@ def print_summary(console: Console, summary: Summary) -> None:
     table.add_column("instance", no_wrap=True)
     table.add_column("scenario")
     table.add_column("phases seen", ratio=1)
-    for column in ("forced logouts", "notify decided", "notified on", "usuarios"):
+    for column in ("forced logouts", "notify decided", "notified", "usuarios"):
         table.add_column(column, no_wrap=True)
     for o in summary.outcomes:
         table.add_row(
@@ -502,7 +509,7 @@ def print_summary(console: Console, summary: Summary) -> None:
             " → ".join(_phase(p) for p in o.phases) or "-",
             str(o.forced_logouts),
             ", ".join(f"on {p}" for p in o.notify_phases) or "-",
-            ", ".join(channel for channel, _, state in o.notifications if state == "delivered") or "-",
+            _delivered(o.notifications),
             o.db_status or "-",
         )
     console.print(table)

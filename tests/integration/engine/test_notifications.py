@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -27,7 +26,7 @@ from tests.support.operator_harness import (
     wait_event,
     wait_phase,
 )
-from tests.support.pg import StoppableDatabase
+from tests.support.pg import StoppableDatabase, eventually
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 from whatsapp_operator.devkit.manifests import notifier_spec
 from whatsapp_operator.devkit.simulator import Simulator
@@ -50,13 +49,6 @@ def outbox(url: str) -> list[dict[str, Any]]:
         ).fetchall()
 
 
-async def eventually(check: Callable[[], bool], within: float = 60) -> None:
-    """Poll: what is checked (the simulator's records, a callback's posts) has no event to wait on."""
-    async with asyncio.timeout(within):
-        while not check():  # noqa: ASYNC110
-            await asyncio.sleep(0.5)
-
-
 def texts(sim: Simulator, number: str = PHONE) -> list[Any]:
     return [m for m in sim.messages if m.number == number.lstrip("+")]
 
@@ -75,7 +67,7 @@ async def test_a_logout_notifies_once_on_each_channel(pg_url: str) -> None:
             await connected(kube, sim, "driver-a")
             sim.act("driver-a", "disconnect", 401)
             await wait_phase(kube, "driver-a", "LoggedOut")
-            await eventually(lambda: len(texts(sim)) == 1 and len(sink.posts) == 1)
+            await eventually(lambda: len(texts(sim)) == 1 and len(sink.posts) == 1, within=60)
             events = await wait_event(kube, "driver-a", "DriverNotified")
             await asyncio.sleep(600)  # ten minutes more: nothing is sent again
             obj = kube.emulator.read("whatsappinstances", "driver-a")
@@ -121,7 +113,7 @@ async def test_an_instance_never_connected_is_not_notified_and_a_stuck_one_is_on
         await connected(kube, sim, "stuck")
         sim.act("stuck", "stick")  # connecting without a code: the operator logs it out after 30 s
         await wait_event(kube, "stuck", "ForcedLogout", within=120)
-        await eventually(lambda: len(texts(sim)) == 1)
+        await eventually(lambda: len(texts(sim)) == 1, within=60)
         await asyncio.sleep(600)
 
     assert len(texts(sim)) == 1
@@ -170,7 +162,7 @@ async def test_a_restart_between_the_outbox_row_and_the_delivery_delivers_once(p
             sim.act("driver-c", "disconnect", 401)
             await wait_phase(kube, "driver-c", "LoggedOut")
             # The Event went out; the text waits for the sender, in the outbox, when the operator stops.
-            await eventually(lambda: [(r["channel"], r["state"]) for r in outbox(pg_url)] == WAITING)
+            await eventually(lambda: [(r["channel"], r["state"]) for r in outbox(pg_url)] == WAITING, within=60)
         sender.begin("open")
         async with running(operator_runtime(kube, pg_url)):
             # The new operator's wall clock starts from real time, minutes behind the first one's
@@ -187,27 +179,74 @@ WAITING = [("event", "delivered"), ("whatsapp", "pending")]
 
 
 @pytest.mark.looptime(False)  # real time: Postgres stops for real (test_operator_database.py explains)
-async def test_a_decision_made_while_postgres_is_down_and_lost_in_a_restart_is_delivered_once(
+async def test_decisions_made_while_postgres_is_down_are_delivered_once_even_across_a_restart(
     pg_stoppable: StoppableDatabase,
 ) -> None:
-    url = pg_stoppable.url
+    url, other = pg_stoppable.url, "+5521998765432"
     fast = {"probe": {"intervalSeconds": 5}}
     async with backends(notifier=notifier_spec(SENDER), **fast) as (kube, sim):
         sim.add_instance(SENDER, "open")
         async with running(operator_runtime(kube, url)):
             await connected(kube, sim, "driver-d")
+            await connected(kube, sim, "driver-e", phone=other)
+            # driver-e: Postgres is down at the decision and comes back while the operator runs.
+            await asyncio.to_thread(pg_stoppable.server.stop)
+            sim.act("driver-e", "disconnect", 401)
+            await wait_phase(kube, "driver-e", "LoggedOut", within=30)
+            await asyncio.to_thread(pg_stoppable.server.start)
+            await eventually(lambda: len(texts(sim, other)) == 1, within=90)
+            # driver-d: Postgres is down at the decision, and the operator stops before it is back.
             await asyncio.to_thread(pg_stoppable.server.stop)
             sim.act("driver-d", "disconnect", 401)
             obj = await wait_phase(kube, "driver-d", "LoggedOut", within=30)
             assert obj["status"]["notifyKind"] == "logged_out", "the decision is in .status"
-        # The operator stopped with the outbox row still queued in memory, and lost it.
+        # The operator stopped with driver-d's outbox row still queued in memory, and lost it.
         assert not texts(sim)
         await asyncio.to_thread(pg_stoppable.server.start)
         async with running(operator_runtime(kube, url)):
             await eventually(lambda: len(texts(sim)) == 1, within=60)
-            await eventually(lambda: len(outbox(url)) == 2 and {r["state"] for r in outbox(url)} == {"delivered"})
+            await eventually(lambda: {r["state"] for r in outbox(url)} == {"delivered"}, within=10)
             await asyncio.sleep(5)
 
     assert len(texts(sim)) == 1
-    assert len(kube.emulator.events(name="driver-d", reason="DriverNotified")) == 1
-    assert [(r["channel"], r["state"]) for r in outbox(url)] == [("event", "delivered"), ("whatsapp", "delivered")]
+    assert len(texts(sim, other)) == 1, "driver-e's decision was re-derived at the restart, and not sent again"
+    for name in ("driver-d", "driver-e"):
+        assert len(kube.emulator.events(name=name, reason="DriverNotified")) == 1
+    assert [(r["name"], r["channel"], r["state"]) for r in outbox(url)] == [
+        ("driver-e", "event", "delivered"),
+        ("driver-e", "whatsapp", "delivered"),
+        ("driver-d", "event", "delivered"),
+        ("driver-d", "whatsapp", "delivered"),
+    ]
+
+
+async def test_outages_drops_pairing_and_flaps_within_the_cooldown_notify_once(pg_url: str) -> None:
+    async with environment(database_url=pg_url, notifier=notifier_spec(SENDER)) as (kube, sim, _):
+        sim.add_instance(SENDER, "open")
+        sim.add_instance("pairing", "pairing", number="5511922222222")
+        await kube.create(instance_manifest("pairing", phone="+5511922222222"))
+        await connected(kube, sim, "flappy")
+        sim.add_fault("outage", 120, mode="503")
+        await asyncio.sleep(300)  # Unknown for the outage, then Connected again
+        await wait_phase(kube, "flappy", "Connected")
+        for reason in (428, 440, 515):  # transient: Evolution reconnects by itself
+            sim.act("flappy", "drop", reason)
+            await asyncio.sleep(60)
+            await wait_phase(kube, "flappy", "Connected")
+        sim.act("pairing", "pair")
+        await wait_phase(kube, "pairing", "Connected")
+        flapper = sim.instances["flappy"]
+        for _ in range(10):  # ten terminal disconnects within the 30 min cooldown, each reconnected
+            sim.act("flappy", "disconnect", 401)
+            await wait_phase(kube, "flappy", "LoggedOut")
+            flapper.begin("open")
+            await wait_phase(kube, "flappy", "Connected")
+        await asyncio.sleep(300)
+
+    assert len(texts(sim)) == 1, "one message: the first flap's; the cooldown holds back the nine others"
+    assert not texts(sim, "+5511922222222")
+    assert len(kube.emulator.events(name="flappy", reason="DriverNotified")) == 1
+    assert [(r["name"], r["channel"], r["state"]) for r in outbox(pg_url)] == [
+        ("flappy", "event", "delivered"),
+        ("flappy", "whatsapp", "delivered"),
+    ]

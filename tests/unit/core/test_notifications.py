@@ -1,0 +1,58 @@
+"""The notification texts and the retry policy: when a failing channel is tried again, and when it is dead."""
+
+from __future__ import annotations
+
+import datetime
+
+from whatsapp_operator.core.notifications import Delivery, DeliveryPolicy, Notification, Retry, Wait, message
+
+T0 = datetime.datetime(2026, 12, 3, 12, 0, tzinfo=datetime.UTC)
+
+
+def notification(kind: str = "logged_out", driver_name: str = "Maria Souza") -> Notification:
+    return Notification(
+        instance_uid="uid-1",
+        episode=T0 - datetime.timedelta(hours=1),
+        namespace="drivers",
+        name="driver-a",
+        instance="driver-a",
+        server="default",
+        driver_id="a",
+        driver_name=driver_name,
+        phone="+5511987654321",
+        kind=kind,
+        reason=401,
+        decided_at=T0,
+        channels=("whatsapp",),
+    )
+
+
+def delivery(attempts: int) -> Delivery:
+    return Delivery(1, "whatsapp", attempts, notification())
+
+
+def test_texts_greet_the_driver_by_first_name_and_say_what_to_do() -> None:
+    assert message(notification("logged_out")).startswith("Olá, Maria, a sessão do WhatsApp")
+    assert "pareie o WhatsApp novamente" in message(notification("logged_out"))
+    assert "foi desconectado" in message(notification("disconnected"))
+    for nameless in ("", "  "):
+        assert message(notification(driver_name=nameless)).startswith("Olá, a sessão")
+
+
+def test_failed_attempts_back_off_doubling_up_to_the_cap() -> None:
+    policy = DeliveryPolicy()
+    delays = [(policy.next_attempt(delivery(n), Retry("5xx"), T0) - T0).total_seconds() for n in range(1, 9)]  # type: ignore[operator]
+    assert delays == [30, 60, 120, 240, 480, 960, 1800, 1800]
+
+
+def test_a_sender_not_ready_is_looked_at_again_soon_whatever_the_attempts() -> None:
+    again = DeliveryPolicy().next_attempt(delivery(7), Wait("sender closed"), T0)
+    assert again == T0 + datetime.timedelta(seconds=30)
+
+
+def test_past_the_deadline_a_delivery_is_dead() -> None:
+    policy = DeliveryPolicy(deadline=datetime.timedelta(hours=6))
+    late = T0 + datetime.timedelta(hours=6) - datetime.timedelta(seconds=10)
+    assert policy.next_attempt(delivery(1), Retry("5xx"), late) is None
+    assert policy.next_attempt(delivery(1), Wait("sender closed"), late) is None
+    assert policy.next_attempt(delivery(1), Retry("5xx"), T0 + datetime.timedelta(hours=5)) is not None
