@@ -100,6 +100,10 @@ class KubeApi:
             raise SecretMissing(f"Secret {namespace}/{name} has no key {key!r}", 404)
         return base64.b64decode(encoded).decode().strip()
 
+    async def read_configmap(self, namespace: str, name: str) -> dict[str, str]:
+        configmap = await self._request("GET", f"api/v1/namespaces/{namespace}/configmaps/{name}")
+        return dict(configmap.get("data") or {})
+
     async def create_event(
         self, involved: dict[str, Any], *, type: str, reason: str, message: str, name: str | None = None
     ) -> None:

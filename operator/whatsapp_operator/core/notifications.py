@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+from collections.abc import Mapping
 
 CHANNELS = ("whatsapp", "event", "callback")
 KINDS = ("disconnected", "logged_out")
@@ -99,7 +100,9 @@ class DeliveryPolicy:
         return at if at <= delivery.notification.decided_at + self.deadline else None
 
 
-# The texts: Portuguese, for drivers in Brazil. Never a pairing code or a QR payload.
+# The texts: Portuguese, for drivers in Brazil. An EvolutionServer's ConfigMap may replace either
+# (`spec.notifier.messagesConfigMapRef`); a template knows `{greeting}` and `{name}` (the first name)
+# and nothing else, so no template can carry a pairing code or a QR payload.
 MESSAGES = {
     "disconnected": (
         "{greeting} o WhatsApp que você conectou ao app de motorista foi desconectado."
@@ -112,10 +115,31 @@ MESSAGES = {
 }
 
 
-def message(notification: Notification) -> str:
+def templates(overrides: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The texts with a ConfigMap's `overrides` applied, and what was wrong with those left out."""
+    chosen, problems = dict(MESSAGES), []
+    for key, template in overrides.items():
+        if key not in MESSAGES:
+            problems.append(f"{key!r} is not a message (known: {', '.join(MESSAGES)})")
+            continue
+        try:
+            text = template.format(greeting="Olá,", name="")
+        except (KeyError, IndexError, ValueError) as exc:
+            problems.append(
+                f"{key!r} is not a valid template ({type(exc).__name__}: {exc}); only {{greeting}} and {{name}}"
+            )
+            continue
+        if not text.strip():
+            problems.append(f"{key!r} is empty")
+            continue
+        chosen[key] = template
+    return chosen, problems
+
+
+def message(notification: Notification, texts: Mapping[str, str] = MESSAGES) -> str:
     name = notification.driver_name.strip().split(" ")[0] if notification.driver_name.strip() else ""
     greeting = f"Olá, {name}," if name else "Olá,"
-    return MESSAGES[notification.kind].format(greeting=greeting)
+    return texts[notification.kind].format(greeting=greeting, name=name)
 
 
 def event_message(notification: Notification) -> str:

@@ -70,6 +70,7 @@ class ServerSpec:
     sender_instance: str | None = None
     callback_url: str | None = None
     callback_secret_ref: SecretRef | None = None
+    messages_configmap: str | None = None  # replaces the texts of the driver messages
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -107,6 +108,7 @@ class ServerSpec:
             sender_instance=notifier.get("senderInstance") or None,
             callback_url=callback.get("url") or None,
             callback_secret_ref=SecretRef.parse(callback.get("secretRef")),
+            messages_configmap=(notifier.get("messagesConfigMapRef") or {}).get("name") or None,
         )
 
 

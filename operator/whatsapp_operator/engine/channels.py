@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -18,6 +18,7 @@ import httpx
 from whatsapp_operator import GROUP, VERSION, callbacks
 from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.core.notifications import (
+    MESSAGES,
     Delivered,
     Delivery,
     Fail,
@@ -27,6 +28,7 @@ from whatsapp_operator.core.notifications import (
     Wait,
     event_message,
     message,
+    templates,
 )
 from whatsapp_operator.core.phone import InvalidPhoneNumber, evolution_number
 from whatsapp_operator.core.status import rfc3339
@@ -78,8 +80,9 @@ class Channels:
             state = live.state.value if live.state is not None else "not loaded"
             return _not_ready(prober, "SenderNotConnected", f"sender instance {sender!r} is {state}")
         prober.recorder.sender_ready(True, "SenderConnected", f"sender instance {sender!r} is open")
+        texts = await self._texts(prober)
         try:
-            await prober.client.send_text(sender, evolution_number(n.phone), message(n))
+            await prober.client.send_text(sender, evolution_number(n.phone), message(n, texts))
         except InvalidPhoneNumber:
             return Fail("the driver's number is not a valid phone number")
         except evo_errors.NumberNotOnWhatsApp:
@@ -89,6 +92,18 @@ class Channels:
         except evo_errors.EvolutionError as exc:
             return Retry(f"sendText: {type(exc).__name__}")
         return Delivered(self._clock.now())
+
+    async def _texts(self, prober: ServerProber) -> Mapping[str, str]:
+        """The server's texts, read at each message: an edited ConfigMap applies to the next one."""
+        name = prober.spec.messages_configmap
+        if name is None:
+            return MESSAGES
+        try:
+            texts, problems = templates(await self._kube.read_configmap(prober.namespace, name))
+        except KubeError as exc:
+            texts, problems = MESSAGES, [f"ConfigMap {name} unreadable (HTTP {exc.status or 'unreachable'})"]
+        prober.recorder.messages_checked(problems)
+        return texts
 
     async def _event(self, delivery: Delivery) -> Outcome:
         n = delivery.notification

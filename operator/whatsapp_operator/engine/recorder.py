@@ -57,6 +57,7 @@ class Recorder:
         self.channels = channels
         self._decided = decided
         self._sender_ready: Condition | None = None
+        self._message_problems: tuple[str, ...] = ()
         self.server_dirty = True  # the EvolutionServer's status needs a look
         self._written_server: dict[str, Any] = {}
         self._reachable: bool | None = None
@@ -201,6 +202,14 @@ class Recorder:
             self.server_dirty = True
             self._wake()
 
+    def messages_checked(self, problems: list[str]) -> None:
+        """What is wrong with the server's message ConfigMap (the defaults stand in): an Event when
+        that changes, not one per message."""
+        if tuple(problems) != self._message_problems:
+            self._message_problems = tuple(problems)
+            if problems:
+                self._server_event("Warning", "MessagesInvalid", "; ".join(problems) + "; using the default texts")
+
     def sender_ready(self, ready: bool, reason: str, message: str) -> None:
         """SenderReady on the EvolutionServer, and an Event when it changes."""
         status = ConditionStatus.TRUE if ready else ConditionStatus.FALSE
@@ -214,15 +223,15 @@ class Recorder:
         self.server_dirty = True
         self._wake()
         if not (first and ready):  # "the sender is ready" is news only after it was not
-            involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EvolutionServer", "name": self.server}
-            event = self.kube.create_event(
-                involved | {"namespace": self.namespace},
-                type="Normal" if ready else "Warning",
-                reason=reason,
-                message=message,
-            )
-            self._background.add(task := asyncio.get_running_loop().create_task(_logged(event)))
-            task.add_done_callback(self._background.discard)
+            self._server_event("Normal" if ready else "Warning", reason, message)
+
+    def _server_event(self, type: str, reason: str, message: str) -> None:
+        involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EvolutionServer", "name": self.server}
+        event = self.kube.create_event(
+            involved | {"namespace": self.namespace}, type=type, reason=reason, message=message
+        )
+        self._background.add(task := asyncio.get_running_loop().create_task(_logged(event)))
+        task.add_done_callback(self._background.discard)
 
     async def write_server_status(self, breaker: str, phases: Iterable[Phase]) -> None:
         if not self.server_dirty:

@@ -250,3 +250,27 @@ async def test_outages_drops_pairing_and_flaps_within_the_cooldown_notify_once(p
         ("flappy", "event", "delivered"),
         ("flappy", "whatsapp", "delivered"),
     ]
+
+
+async def test_without_a_database_the_configmaps_texts_go_once_and_a_bad_one_is_reported() -> None:
+    spec = notifier_spec(SENDER) | {"messagesConfigMapRef": {"name": "driver-texts"}}
+    texts_map = {"logged_out": "{greeting} entre no app e conecte o WhatsApp de novo.", "disconnected": "{code}"}
+    async with environment(notifier=spec) as (kube, sim, runtime):
+        configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "driver-texts"}, "data": texts_map}
+        await kube.create(configmap)
+        sim.add_instance(SENDER, "open")
+        await connected(kube, sim, "driver-f")
+        sim.act("driver-f", "disconnect", 401)
+        await wait_phase(kube, "driver-f", "LoggedOut")
+        await eventually(lambda: len(texts(sim)) == 1, within=60)
+        await asyncio.sleep(600)
+        assert runtime.memory_outbox is not None
+        outbox_rows = runtime.memory_outbox.listing()
+
+    (text,) = texts(sim)
+    assert text.text == "Olá, Maria, entre no app e conecte o WhatsApp de novo."
+    (invalid,) = kube.emulator.events(kind="EvolutionServer", reason="MessagesInvalid")
+    assert "'disconnected' is not a valid template" in invalid["message"]
+    delivered = sorted((r["channel"], r["state"]) for r in outbox_rows)
+    assert delivered == [("event", "delivered"), ("whatsapp", "delivered")]
+    assert len(kube.emulator.events(name="driver-f", reason="DriverNotified")) == 1

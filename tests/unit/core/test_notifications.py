@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import datetime
 
-from whatsapp_operator.core.notifications import Delivery, DeliveryPolicy, Notification, Retry, Wait, message
+from whatsapp_operator.core.notifications import (
+    MESSAGES,
+    Delivery,
+    DeliveryPolicy,
+    Notification,
+    Retry,
+    Wait,
+    message,
+    templates,
+)
 
 T0 = datetime.datetime(2026, 12, 3, 12, 0, tzinfo=datetime.UTC)
 
@@ -56,3 +65,17 @@ def test_past_the_deadline_a_delivery_is_dead() -> None:
     assert policy.next_attempt(delivery(1), Retry("5xx"), late) is None
     assert policy.next_attempt(delivery(1), Wait("sender closed"), late) is None
     assert policy.next_attempt(delivery(1), Retry("5xx"), T0 + datetime.timedelta(hours=5)) is not None
+
+
+def test_a_configmap_replaces_texts_and_what_it_gets_wrong_is_named() -> None:
+    texts, problems = templates(
+        {"logged_out": "{greeting} pareie de novo, {name}.", "disconnected": "{code}", "reconnected": "x", "x": ""}
+    )
+    assert message(notification("logged_out"), texts) == "Olá, Maria, pareie de novo, Maria."
+    assert texts["disconnected"] == MESSAGES["disconnected"], "a bad template leaves the default"
+    assert problems == [
+        "'disconnected' is not a valid template (KeyError: 'code'); only {greeting} and {name}",
+        "'reconnected' is not a message (known: disconnected, logged_out)",
+        "'x' is not a message (known: disconnected, logged_out)",
+    ]
+    assert templates({"logged_out": "  "})[1] == ["'logged_out' is empty"]

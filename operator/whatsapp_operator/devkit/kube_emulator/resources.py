@@ -124,6 +124,7 @@ BUILTINS = (
     CRDS,
     NAMESPACES,
     SECRETS,
+    _builtin("", "v1", "configmaps", "ConfigMap", namespaced=True, shortnames=("cm",)),
     _builtin("", "v1", "events", "Event", namespaced=True, shortnames=("ev",), columns=EVENT_COLUMNS),
     _builtin("events.k8s.io", "v1", "events", "Event", namespaced=True, shortnames=("ev",)),
     # kopf's peering, for operators that run as an active/standby pair (kopf's CRDs keep unknown fields).
