@@ -25,6 +25,7 @@ class Policy:
     forced_logout_window: datetime.timedelta = datetime.timedelta(hours=1)
     notify_cooldown: datetime.timedelta = datetime.timedelta(minutes=30)
     notifications_enabled: bool = True
+    notify_reconnected: bool = False  # also tell a notified driver when the link is back
 
 
 class Outcome(enum.StrEnum):
@@ -118,8 +119,9 @@ class Notify:
     """Tell the driver their WhatsApp link broke (delivered by the notifications outbox). One per
     episode: `episode` is when the instance connected, which names the episode for good."""
 
-    kind: str  # "disconnected" | "logged_out"
+    kind: str  # "disconnected" | "logged_out" | "reconnected" (the link of `episode` is back)
     episode: datetime.datetime
+    at: datetime.datetime  # when it was decided
 
 
 Action = Event | ForceLogout | Recreate | Notify
@@ -191,6 +193,8 @@ def reconcile(prev: InstanceState, obs: Observation, now: datetime.datetime, pol
     if phase is Phase.CONNECTED and prev.phase is not Phase.CONNECTED:
         state = dataclasses.replace(state, last_connected=now)
         actions.append(Event("Normal", "Connected", "WhatsApp connected"))
+        state, back = _reconnected(prev, state, now, policy)
+        actions.extend(back)
 
     if phase in (Phase.DISCONNECTED, Phase.LOGGED_OUT, Phase.NOT_FOUND) and phase is not prev.phase:
         reason = f" (reason {obs.reason})" if obs.reason is not None else ""
@@ -265,7 +269,19 @@ def _end_episode(
     if not (policy.notifications_enabled and cooled):
         return state, []
     state = dataclasses.replace(state, notify_decided=now, notify_episode=episode, notify_kind=kind)
-    return state, [Notify(kind, episode)]
+    return state, [Notify(kind, episode, now)]
+
+
+def _reconnected(
+    prev: InstanceState, state: InstanceState, now: datetime.datetime, policy: Policy
+) -> tuple[InstanceState, list[Action]]:
+    """The driver was told the episode that just ended broke: say the link is back, once. The
+    cooldown is the disconnections' and does not move."""
+    told = prev.notify_kind in ("disconnected", "logged_out") and prev.notify_episode == prev.last_connected
+    if not (policy.notifications_enabled and policy.notify_reconnected and told):
+        return state, []
+    assert prev.notify_episode is not None
+    return dataclasses.replace(state, notify_kind="reconnected"), [Notify("reconnected", prev.notify_episode, now)]
 
 
 def _remediate(

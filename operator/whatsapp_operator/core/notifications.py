@@ -13,7 +13,7 @@ import enum
 from collections.abc import Mapping
 
 CHANNELS = ("whatsapp", "event", "callback")
-KINDS = ("disconnected", "logged_out")
+KINDS = ("disconnected", "logged_out", "reconnected")
 
 
 class DeliveryState(enum.StrEnum):
@@ -36,7 +36,7 @@ class Notification:
     driver_id: str
     driver_name: str
     phone: str  # E.164
-    kind: str  # "disconnected" | "logged_out"
+    kind: str  # "disconnected" | "logged_out" | "reconnected"
     reason: int | None  # Evolution's status reason at the decision
     decided_at: datetime.datetime
     channels: tuple[str, ...]
@@ -112,6 +112,7 @@ MESSAGES = {
         "{greeting} a sessão do WhatsApp que você conectou ao app de motorista foi encerrada."
         " Abra o app e pareie o WhatsApp novamente para continuar recebendo corridas."
     ),
+    "reconnected": "{greeting} o WhatsApp do seu app de motorista está conectado de novo. Boas corridas!",
 }
 
 
@@ -144,5 +145,6 @@ def message(notification: Notification, texts: Mapping[str, str] = MESSAGES) -> 
 
 def event_message(notification: Notification) -> str:
     """The DriverNotified Event's text: what was said, without the driver's number."""
-    what = "the session ended" if notification.kind == "logged_out" else "the link dropped"
-    return f"driver {notification.driver_id} notified: {what} (episode from {notification.episode:%Y-%m-%dT%H:%M:%SZ})"
+    what = {"logged_out": "the session ended", "disconnected": "the link dropped", "reconnected": "the link is back"}
+    episode = f"{notification.episode:%Y-%m-%dT%H:%M:%SZ}"
+    return f"driver {notification.driver_id} notified: {what[notification.kind]} (episode from {episode})"

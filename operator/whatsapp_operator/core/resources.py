@@ -71,6 +71,7 @@ class ServerSpec:
     callback_url: str | None = None
     callback_secret_ref: SecretRef | None = None
     messages_configmap: str | None = None  # replaces the texts of the driver messages
+    notify_reconnected: bool = False  # "your WhatsApp is back" after a notified disconnection
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -109,6 +110,7 @@ class ServerSpec:
             callback_url=callback.get("url") or None,
             callback_secret_ref=SecretRef.parse(callback.get("secretRef")),
             messages_configmap=(notifier.get("messagesConfigMapRef") or {}).get("name") or None,
+            notify_reconnected=bool(notifier.get("reconnected", False)),
         )
 
 

@@ -2,7 +2,8 @@
 `notification_deliveries`, one row per channel, which the notifier claims and records attempts on.
 
 `insert` runs inside the mirror's transaction (with the phase change it belongs to, when there is
-one); ON CONFLICT on (instance_uid, episode) makes a repeated insert (a restart re-deriving its
+one); ON CONFLICT on the episode key (instance_uid, episode, and whether it is the "reconnected"
+message) makes a repeated insert (a restart re-deriving its
 decisions from `.status`, a standby taking over) a no-op. Claims are FOR UPDATE SKIP LOCKED with a
 lease, as the webhook inbox's: two replicas never attempt one delivery at once.
 """
@@ -31,7 +32,7 @@ async def insert(conn: psycopg.AsyncConnection, n: Notification) -> bool:
     """The decision and one pending delivery per channel; False if the episode has one already."""
     cursor = await conn.execute(
         f"INSERT INTO {NOTIFICATIONS} ({_FIELDS}) VALUES ({_VALUES})"
-        " ON CONFLICT (instance_uid, episode) DO NOTHING RETURNING id",
+        " ON CONFLICT (instance_uid, episode, (kind = 'reconnected')) DO NOTHING RETURNING id",
         [getattr(n, field) for field in _FIELDS.split(", ")],
     )
     row = await cursor.fetchone()

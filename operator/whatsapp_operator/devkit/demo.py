@@ -210,12 +210,13 @@ async def play(
 
     api_key, webhook_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     callback_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    # The receiver's URL goes into the EvolutionServer before the operator (and its receiver) starts.
-    listen = f"{LOOPBACK}:{free_port(LOOPBACK)}"
-    webhook_url = f"http://{listen}{WEBHOOK_PATH}"
     errors: list[str] = []
     async with EmulatedCluster() as cluster, Simulator(api_key) as sim, WebhookSink() as app:
         assert sim.base_url is not None
+        # The receiver's URL goes into the EvolutionServer before the operator (and its receiver)
+        # starts; its port is picked after the other servers took theirs, which could be the same.
+        listen = f"{LOOPBACK}:{free_port(LOOPBACK)}"
+        webhook_url = f"http://{listen}{WEBHOOK_PATH}"
         sim.add_instance(SENDER, "open")  # the platform's own number, which sends the drivers' messages
         await cluster.create(secret_manifest(api_key, webhook_secret=webhook_secret, callback_secret=callback_secret))
         notifier = notifier_spec(SENDER, f"{app.url}{CALLBACK_PATH}")

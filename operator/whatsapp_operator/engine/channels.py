@@ -39,7 +39,7 @@ from whatsapp_operator.kube import KubeApi, KubeError
 if TYPE_CHECKING:
     from whatsapp_operator.engine.prober import ServerProber
 
-PHASES = {"disconnected": "Disconnected", "logged_out": "LoggedOut"}
+PHASES = {"disconnected": "Disconnected", "logged_out": "LoggedOut", "reconnected": "Connected"}
 
 
 class Channels:
@@ -117,7 +117,7 @@ class Channels:
         try:
             await self._kube.create_event(
                 involved,
-                type="Warning",
+                type="Normal" if n.kind == "reconnected" else "Warning",
                 reason="DriverNotified",
                 message=event_message(n),
                 name=f"{n.name}.notified-{delivery.id}",

@@ -58,6 +58,7 @@ class Probe:
             max_forced_logouts=self.spec.max_forced_logouts,
             notify_cooldown=self.notify_cooldown,
             notifications_enabled=t.spec.notify,
+            notify_reconnected=self.spec.notify_reconnected,
         )
 
     async def __call__(self, t: Tracked) -> float | None:

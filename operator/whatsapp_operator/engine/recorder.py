@@ -95,12 +95,11 @@ class Recorder:
             return
         if state.notify_decided is None or state.notify_decided < since:
             return
-        notify = machine.Notify(state.notify_kind, state.notify_episode)
+        notify = machine.Notify(state.notify_kind, state.notify_episode, state.notify_decided)
         self.mirror.record_notification(t.spec.key, self._notification(t, state, notify))
 
     def _notification(self, t: Tracked, state: InstanceState, notify: machine.Notify) -> Notification:
         spec = t.spec
-        assert state.notify_decided is not None
         return Notification(
             instance_uid=spec.uid,
             episode=notify.episode,
@@ -113,7 +112,7 @@ class Recorder:
             phone=spec.phone,
             kind=notify.kind,
             reason=state.status_reason,
-            decided_at=state.notify_decided,
+            decided_at=notify.at,
             channels=self.channels,
         )
 

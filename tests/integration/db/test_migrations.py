@@ -20,6 +20,7 @@ ALL_MIGRATIONS = [
     "0003_usuarios_pairing_code",
     "0004_webhook_inbox",
     "0005_notifications",
+    "0006_reconnected_notifications",
 ]
 PAIRING_COLUMNS = {
     "pairing_code": ("character varying", None),

@@ -32,6 +32,8 @@ from whatsapp_operator.devkit.manifests import notifier_spec
 from whatsapp_operator.devkit.simulator import Simulator
 from whatsapp_operator.devkit.simulator.receiver import WebhookSink
 from whatsapp_operator.engine.runner import running
+from whatsapp_operator.engine.runtime import Runtime
+from whatsapp_operator.engine.settings import Config
 
 pytestmark = pytest.mark.looptime
 
@@ -274,3 +276,62 @@ async def test_without_a_database_the_configmaps_texts_go_once_and_a_bad_one_is_
     delivered = sorted((r["channel"], r["state"]) for r in outbox_rows)
     assert delivered == [("event", "delivered"), ("whatsapp", "delivered")]
     assert len(kube.emulator.events(name="driver-f", reason="DriverNotified")) == 1
+
+
+async def test_a_server_that_asks_for_it_tells_the_driver_once_that_the_link_is_back(pg_url: str) -> None:
+    spec = notifier_spec(SENDER) | {"reconnected": True}
+    async with environment(database_url=pg_url, notifier=spec) as (kube, sim, _):
+        sim.add_instance(SENDER, "open")
+        await connected(kube, sim, "driver-h")
+        sim.act("driver-h", "disconnect", 401)
+        await wait_phase(kube, "driver-h", "LoggedOut")
+        await eventually(lambda: len(texts(sim)) == 1, within=60)
+        sim.instances["driver-h"].begin("open")
+        await wait_phase(kube, "driver-h", "Connected")
+        await eventually(lambda: len(texts(sim)) == 2, within=60)
+        await asyncio.sleep(600)
+
+    back = "Olá, Maria, o WhatsApp do seu app de motorista está conectado de novo. Boas corridas!"
+    assert [t.text for t in texts(sim)][1] == back
+    events = kube.emulator.events(name="driver-h", reason="DriverNotified")
+    assert [e["type"] for e in events] == ["Warning", "Normal"]
+    assert [(r["kind"], r["channel"], r["state"]) for r in outbox(pg_url)] == [
+        ("logged_out", "event", "delivered"),
+        ("logged_out", "whatsapp", "delivered"),
+        ("reconnected", "event", "delivered"),
+        ("reconnected", "whatsapp", "delivered"),
+    ]
+
+
+async def test_a_number_not_on_whatsapp_fails_at_once_and_a_failing_evolution_ends_dead(pg_url: str) -> None:
+    async with backends(notifier=notifier_spec(SENDER)) as (kube, sim):
+        sim.add_instance(SENDER, "open")
+        config = Config(
+            kube_server=kube.url, liveness=None, database_url=pg_url, webhook_listen="127.0.0.1:0", notify_deadline=600
+        )
+        async with running(Runtime(config)):
+            sim.unregistered.add("5511911112222")
+            await connected(kube, sim, "no-account", phone="+5511911112222")
+            await connected(kube, sim, "unlucky", phone="+5511933334444")
+            sim.act("no-account", "disconnect", 401)
+            await eventually(lambda: ("no-account", "whatsapp", "failed") in states(pg_url), within=60)
+            sim.add_fault("errors", None, rate=1, status=503, path="/message/sendText")
+            sim.act("unlucky", "disconnect", 401)
+            await asyncio.sleep(900)  # past the 10-minute deadline
+
+    rows = {(r["name"], r["channel"]): r for r in outbox(pg_url)}
+    failed, dead = rows["no-account", "whatsapp"], rows["unlucky", "whatsapp"]
+    assert (failed["state"], failed["attempts"], failed["last_error"]) == (
+        "failed",
+        1,
+        "the driver's number is not on WhatsApp",
+    )
+    assert dead["state"] == "dead"
+    assert dead["attempts"] >= 4, "retried with backoff until the deadline"
+    assert dead["last_error"].startswith("sendText: ")
+    assert rows["unlucky", "event"]["state"] == "delivered", "the other channels are not held back"
+    assert not texts(sim, "+5511933334444")
+
+
+def states(url: str) -> set[tuple[str, str, str]]:
+    return {(r["name"], r["channel"], r["state"]) for r in outbox(url)}

@@ -146,7 +146,7 @@ def test_terminal_reasons_are_logged_out_and_notify_once():
         _d0, d1, d2 = run((0, seen("open", 200)), (30, seen("close", code)), (60, seen("close", code)))
         assert d1.state.phase is Phase.LOGGED_OUT
         assert Event("Warning", "LoggedOut", f"WhatsApp session ended (reason {code}); pairing needed") in d1.actions
-        assert Notify("logged_out", at(0)) in d1.actions
+        assert Notify("logged_out", at(0), at(30)) in d1.actions
         state = d1.state
         assert (state.notify_decided, state.notify_episode, state.notify_kind) == (at(30), at(0), "logged_out")
         assert state.last_notified is None, "only a delivery sets lastNotifiedTime"
@@ -157,7 +157,7 @@ def test_close_with_transient_or_qr_limit_reason_is_disconnected():
     for code in (428, 408, 500, None):
         _, d1 = run((0, seen("open", 200)), (30, seen("close", code)))
         assert d1.state.phase is Phase.DISCONNECTED
-        assert Notify("disconnected", at(0)) in d1.actions
+        assert Notify("disconnected", at(0), at(30)) in d1.actions
 
 
 def test_refused_is_disconnected():
@@ -178,7 +178,7 @@ def test_one_notification_per_episode():
         (60, seen("close", 401)),  # then LoggedOut in the same episode: no second notification
     )
     notes = [a for d in decisions for a in d.actions if isinstance(a, Notify)]
-    assert notes == [Notify("disconnected", at(0))]
+    assert notes == [Notify("disconnected", at(0), at(30))]
 
 
 def test_notification_cooldown_between_episodes():
@@ -207,7 +207,7 @@ def test_forced_logout_of_a_previously_connected_instance_notifies():
         (61, seen("connecting")),  # stuck: forced logout
     )
     assert not any(isinstance(a, Notify) for a in decisions[1].actions)
-    assert Notify("disconnected", at(0)) in decisions[2].actions
+    assert Notify("disconnected", at(0), at(61)) in decisions[2].actions
 
 
 def test_transient_drop_is_connecting_without_events():
@@ -244,3 +244,18 @@ def test_transient_codes_never_disconnect(code):
     decisions = run((0, seen("open", 200)), (5, seen("connecting", code)), (10, seen("open", 200)))
     assert Phase.DISCONNECTED not in {d.state.phase for d in decisions}
     assert not any(isinstance(a, Notify) for d in decisions for a in d.actions)
+
+
+def test_a_notified_driver_hears_once_that_the_link_is_back_when_the_server_asks_for_it():
+    steps = (
+        (0, seen("open", 200)),
+        (30, seen("close", 401)),  # notified: logged out
+        (60, seen("connecting", code_until=at(100))),
+        (90, seen("open", 200)),  # back: "reconnected"
+        (120, seen("close", 428)),  # a new episode, inside the cooldown: nothing
+        (150, seen("open", 200)),  # back again, but that disconnection was not notified: nothing
+    )
+    notes = [a for d in run(*steps, policy=Policy(notify_reconnected=True)) for a in d.actions if isinstance(a, Notify)]
+    assert notes == [Notify("logged_out", at(0), at(30)), Notify("reconnected", at(0), at(90))]
+    plain = [a for d in run(*steps) for a in d.actions if isinstance(a, Notify)]
+    assert plain == [Notify("logged_out", at(0), at(30))], "off by default"

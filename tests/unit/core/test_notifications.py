@@ -69,13 +69,12 @@ def test_past_the_deadline_a_delivery_is_dead() -> None:
 
 def test_a_configmap_replaces_texts_and_what_it_gets_wrong_is_named() -> None:
     texts, problems = templates(
-        {"logged_out": "{greeting} pareie de novo, {name}.", "disconnected": "{code}", "reconnected": "x", "x": ""}
+        {"logged_out": "{greeting} pareie de novo, {name}.", "disconnected": "{code}", "x": ""}
     )
     assert message(notification("logged_out"), texts) == "Olá, Maria, pareie de novo, Maria."
     assert texts["disconnected"] == MESSAGES["disconnected"], "a bad template leaves the default"
     assert problems == [
         "'disconnected' is not a valid template (KeyError: 'code'); only {greeting} and {name}",
-        "'reconnected' is not a message (known: disconnected, logged_out)",
-        "'x' is not a message (known: disconnected, logged_out)",
+        "'x' is not a message (known: disconnected, logged_out, reconnected)",
     ]
     assert templates({"logged_out": "  "})[1] == ["'logged_out' is empty"]

@@ -307,7 +307,8 @@ class EvolutionApi:
         if instance.state != "open":
             raise ApiError(500, "Connection Closed")
         jid = _jid(number)
-        if jid.endswith("@s.whatsapp.net") and not 10 <= len(jid.split("@")[0]) <= 15:
+        digits = jid.split("@")[0]
+        if jid.endswith("@s.whatsapp.net") and (not 10 <= len(digits) <= 15 or digits in self.sim.unregistered):
             raise ApiError(400, [{"jid": jid, "exists": False, "number": number}])
         if body.get("delay"):
             await asyncio.sleep(body["delay"] / 1000)  # "composing" first, the HTTP call blocks meanwhile

@@ -65,6 +65,7 @@ class Simulator:
         self.instances: dict[str, SimInstance] = {}
         self.requests: list[RecordedRequest] = []
         self.messages: list[SentRecord] = []
+        self.unregistered: set[str] = set()  # numbers (digits) with no WhatsApp account: sendText says so
         self.deliveries: list[Delivery] = []
         self.faults: list[Fault] = []
         self._loop: asyncio.AbstractEventLoop | None = None
