@@ -127,6 +127,12 @@ class Notify:
 Action = Event | ForceLogout | Recreate | Notify
 
 
+def stuck(state: InstanceState) -> bool:
+    """Connecting too long (remediated or not): unhealthy for the heartbeat."""
+    condition = state.condition("Stuck")
+    return condition is not None and condition.status == ConditionStatus.TRUE
+
+
 @dataclasses.dataclass(frozen=True)
 class Decision:
     state: InstanceState

@@ -174,19 +174,40 @@ class InstanceStatus(NamedTuple):
         )
 
 
-# Phases that are no trouble for the application: the rest count as unhealthy.
-HEALTHY = frozenset({Phase.CONNECTED, Phase.PAIRING, Phase.SUSPENDED})
+# The heartbeat's buckets, as the original plan counts them: an instance failing to be probed is
+# `unknown`, never `unhealthy`, so that an Evolution outage does not look like a mass disconnection.
+UNHEALTHY = frozenset({Phase.DISCONNECTED, Phase.LOGGED_OUT, Phase.NOT_FOUND})
+HEALTH = ("healthy", "unhealthy", "unknown", "pairing")
 
 
-def server_status(breaker: str, phases: Iterable[Phase], conditions: tuple[Condition, ...]) -> dict[str, Any]:
-    """An EvolutionServer's `.status`: its breaker, the count of its instances by phase, and its
-    conditions (Ready once Evolution first answered, SenderReady once a message was due)."""
-    counts = collections.Counter(phases)
+def health(phase: Phase, stuck: bool) -> str | None:
+    """An instance's heartbeat bucket; None for those in none (Pending, Suspended, Connecting not
+    yet stuck)."""
+    if phase is Phase.CONNECTED:
+        return "healthy"
+    if phase in UNHEALTHY or (phase is Phase.CONNECTING and stuck):
+        return "unhealthy"
+    if phase is Phase.UNKNOWN:
+        return "unknown"
+    return "pairing" if phase is Phase.PAIRING else None
+
+
+def server_status(
+    breaker: str, instances: Iterable[tuple[Phase, bool]], conditions: tuple[Condition, ...]
+) -> dict[str, Any]:
+    """An EvolutionServer's `.status`: its breaker, its instances (`(phase, stuck)` each) by phase
+    and by heartbeat bucket, and its conditions (Ready once Evolution first answered, SenderReady
+    once a message was due)."""
+    counts: collections.Counter[Phase] = collections.Counter()
+    buckets: collections.Counter[str | None] = collections.Counter()
+    for phase, stuck in instances:
+        counts[phase] += 1
+        buckets[health(phase, stuck)] += 1
     status: dict[str, Any] = {
         "breaker": breaker,
         "instances": sum(counts.values()),
         "connected": counts[Phase.CONNECTED],
-        "unhealthy": sum(n for phase, n in counts.items() if phase not in HEALTHY),
+        **{bucket: buckets[bucket] for bucket in HEALTH},
         "phases": {str(p): counts[p] for p in Phase},
     }
     if conditions:

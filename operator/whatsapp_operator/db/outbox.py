@@ -88,6 +88,13 @@ class Outbox(PooledStore):
         rows = await self._execute(f"SELECT min(next_attempt_at) AS due FROM {DELIVERIES} WHERE state = 'pending'")
         return rows[0]["due"]
 
+    async def pending(self) -> dict[str, int]:
+        """Deliveries waiting or retrying, by channel."""
+        rows = await self._execute(
+            f"SELECT channel, count(*) AS n FROM {DELIVERIES} WHERE state = 'pending' GROUP BY channel"
+        )
+        return {row["channel"]: row["n"] for row in rows}
+
     async def listing(
         self, *, states: tuple[str, ...] = (), driver: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:

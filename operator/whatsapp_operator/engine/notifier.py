@@ -30,6 +30,7 @@ from whatsapp_operator.core.notifications import (
     Wait,
 )
 from whatsapp_operator.db.store import StoreUnavailable
+from whatsapp_operator.engine.metrics import REFRESH_SECONDS, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Store(Protocol):
     ) -> None: ...
     async def retry(self, delivery: Delivery, error: str, at: datetime.datetime, *, attempted: bool) -> None: ...
     async def next_due(self) -> datetime.datetime | None: ...
+    async def pending(self) -> dict[str, int]: ...
 
 
 @dataclasses.dataclass
@@ -92,6 +94,13 @@ class MemoryOutbox:
     async def next_due(self) -> datetime.datetime | None:
         return min((r.due for r in self._rows.values() if r.state is DeliveryState.PENDING), default=None)
 
+    async def pending(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self._rows.values():
+            if row.state is DeliveryState.PENDING:
+                counts[row.delivery.channel] = counts.get(row.delivery.channel, 0) + 1
+        return counts
+
     def listing(self) -> list[dict[str, Any]]:
         return [
             {"id": r.delivery.id, "channel": r.delivery.channel, "state": str(r.state), "attempts": r.delivery.attempts}
@@ -118,6 +127,7 @@ class Notifier:
         delivered: Callable[[Notification, datetime.datetime], Awaitable[None]],
         settings: NotifierSettings | None = None,
         active: Callable[[], bool] = lambda: True,
+        metrics: Metrics | None = None,
     ) -> None:
         """`delivered(notification, at)` runs on every delivery (for `.status.lastNotifiedTime`);
         `active`: whether this replica delivers now (its probers run)."""
@@ -129,6 +139,8 @@ class Notifier:
         self._clock = LoopClock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._metrics = metrics
+        self._last_pending: float | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -155,6 +167,7 @@ class Notifier:
                         await self._attempt_all(claimed)
                         continue
                     due = await self.store.next_due()
+                    await self._report_pending()
                     outage_delay = 1.0
                 except Exception as exc:
                     if not isinstance(exc, StoreUnavailable):
@@ -188,6 +201,7 @@ class Notifier:
     async def _record(self, delivery: Delivery, outcome: Outcome) -> None:
         now = self._clock.now()
         n = delivery.notification
+        self._count(delivery, outcome)
         if isinstance(outcome, Delivered):
             await self.store.settle(delivery, DeliveryState.DELIVERED, None, outcome.at)
             await self._delivered(n, outcome.at)
@@ -216,3 +230,21 @@ class Notifier:
             await self.store.settle(delivery, DeliveryState.DEAD, outcome.error, now)
             return
         await self.store.retry(delivery, outcome.error, again, attempted=not isinstance(outcome, Wait))
+
+    def _count(self, delivery: Delivery, outcome: Outcome) -> None:
+        """notifications_total: a wait for the sender is no attempt, and is not counted."""
+        if self._metrics is None or isinstance(outcome, Wait):
+            return
+        if isinstance(outcome, Retry):
+            past = self.settings.policy.next_attempt(delivery, outcome, self._clock.now()) is None
+            result = "dead" if past else "retried"
+        else:
+            result = "delivered" if isinstance(outcome, Delivered) else "failed"
+        self._metrics.notified(delivery.channel, result)
+
+    async def _report_pending(self) -> None:
+        now = self._clock.monotonic()
+        if self._metrics is None or (self._last_pending is not None and now - self._last_pending < REFRESH_SECONDS):
+            return
+        self._last_pending = now
+        self._metrics.pending_notifications(await self.store.pending())

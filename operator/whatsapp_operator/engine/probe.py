@@ -19,6 +19,7 @@ from whatsapp_operator.core.pairing import Move, move_after
 from whatsapp_operator.core.phases import EvolutionState
 from whatsapp_operator.core.phone import InvalidPhoneNumber, evolution_number, normalize_phone
 from whatsapp_operator.core.resources import ServerSpec
+from whatsapp_operator.engine.metrics import ServerMetrics
 from whatsapp_operator.engine.recorder import Recorder
 from whatsapp_operator.engine.tracked import Tracked
 from whatsapp_operator.evolution import EvolutionClient
@@ -44,8 +45,10 @@ class Probe:
         clock: LoopClock,
         webhook_secret: str | None,
         notify_cooldown: datetime.timedelta,
+        metrics: ServerMetrics,
     ) -> None:
         self.spec = spec
+        self.metrics = metrics
         self.client = client
         self.recorder = recorder
         self.clock = clock
@@ -66,7 +69,9 @@ class Probe:
         if t.spec.suspend:
             await self.recorder.commit(t, machine.suspended(t.state, self.clock.now()))
             return None
+        started = self.clock.monotonic()
         obs = await self.observe(t)
+        self.metrics.probed(obs.outcome, self.clock.monotonic() - started)
         if obs.outcome is not Outcome.FAILED:
             self.recorder.reachable(True)
         decision = await self._decide(t, obs)
@@ -195,6 +200,7 @@ class Probe:
                     # Already closed (NotConnected): the connect below is all that is needed.
                     with contextlib.suppress(evo_errors.NotConnected):
                         await self.client.logout(t.spec.instance_name)
+                    self.metrics.forced_logout()
                     await self._until_closed(t)
                     t.forced = True
                     t.code.forget()

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING
 
 from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.core.breaker import BreakerState, CircuitBreaker
+from whatsapp_operator.core.machine import stuck
 from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.resources import InstanceKey, ServerSpec
 from whatsapp_operator.core.schedule import Schedule
 from whatsapp_operator.engine.fleet import Member
+from whatsapp_operator.engine.metrics import Metrics, ServerMetrics
 from whatsapp_operator.engine.probe import Probe
 from whatsapp_operator.engine.recorder import Recorder
 from whatsapp_operator.engine.tracked import Tracked
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DUE_TOLERANCE = 0.001  # seconds
+EXHAUSTED = "RemediationExhausted"  # the Stuck condition's reason once the logout budget is spent
 
 
 class ServerProber:
@@ -53,6 +56,7 @@ class ServerProber:
         callback: tuple[str, bytes] | None = None,
         decided: Callable[[Notification], None] = lambda _: None,
         notify_deadline: datetime.timedelta = datetime.timedelta(hours=6),
+        metrics: ServerMetrics | None = None,
     ) -> None:
         """`callback`: the application's URL and signing key, when the server names one;
         `decided`: the notifier's door for each decision to notify."""
@@ -93,6 +97,7 @@ class ServerProber:
             clock=self.clock,
             webhook_secret=webhook_secret,
             notify_cooldown=notify_cooldown,
+            metrics=metrics or Metrics().server(f"{namespace}/{name}"),
         )
         self.tracked: dict[InstanceKey, Tracked] = {}
         self.schedule: Schedule[InstanceKey] = Schedule()
@@ -163,7 +168,7 @@ class ServerProber:
                 for key in self.schedule.pop_due(self.clock.monotonic() + DUE_TOLERANCE):
                     self._queued.add(key)
                     self._queue.put_nowait(key)
-                await self.recorder.write_server_status(str(self.breaker.state), self._phases())
+                await self.recorder.write_server_status(str(self.breaker.state), self.instances())
                 deadline = self.schedule.next_deadline()
                 self._wake.clear()
                 self._sleeping_until = math.inf if deadline is None else deadline
@@ -178,8 +183,13 @@ class ServerProber:
             await asyncio.gather(*workers, return_exceptions=True)
             await self.client.aclose()
 
-    def _phases(self) -> Iterable[Phase]:
-        return (t.state.phase for t in self.tracked.values())
+    def remediation_exhausted(self) -> int:
+        """Instances stuck connecting with no forced logout left in the hour's budget."""
+        return sum(1 for t in self.tracked.values() if (c := t.state.condition("Stuck")) and c.reason == EXHAUSTED)
+
+    def instances(self) -> Iterable[tuple[Phase, bool]]:
+        """Each tracked instance's phase, and whether it is stuck connecting."""
+        return ((t.state.phase, stuck(t.state)) for t in self.tracked.values())
 
     async def _worker(self) -> None:
         while True:

@@ -73,8 +73,9 @@ class Recorder:
         # An equal state keeps the object the status was written from (no second copy in memory).
         new = normalize(new) if new != old else old
         notification = self._notification(t, new, notify) if notify is not None else None
+        if new.phase is not old.phase or machine.stuck(new) != machine.stuck(old):
+            self.server_dirty = True  # the server's counts change
         if new.phase is not old.phase:
-            self.server_dirty = True
             if new.phase in SOCKET_ENDED:
                 t.code.forget()
             if self.mirror is not None:
@@ -201,6 +202,11 @@ class Recorder:
             self.server_dirty = True
             self._wake()
 
+    @property
+    def sender_is_ready(self) -> bool | None:
+        """None until a message was due (the sender is looked at only then)."""
+        return None if self._sender_ready is None else self._sender_ready.status == ConditionStatus.TRUE
+
     def messages_checked(self, problems: list[str]) -> None:
         """What is wrong with the server's message ConfigMap (the defaults stand in): an Event when
         that changes, not one per message."""
@@ -232,7 +238,7 @@ class Recorder:
         self._background.add(task := asyncio.get_running_loop().create_task(_logged(event)))
         task.add_done_callback(self._background.discard)
 
-    async def write_server_status(self, breaker: str, phases: Iterable[Phase]) -> None:
+    async def write_server_status(self, breaker: str, instances: Iterable[tuple[Phase, bool]]) -> None:
         if not self.server_dirty:
             return
         self.server_dirty = False
@@ -242,7 +248,7 @@ class Recorder:
                 reason = "Reachable" if self._reachable else "BreakerOpen"
                 self._server_ready = Condition("Ready", ready, reason, "", self.clock.now())
         conditions = tuple(c for c in (self._server_ready, self._sender_ready) if c is not None)
-        patch = status_patch(self._written_server, server_status(breaker, phases, conditions))
+        patch = status_patch(self._written_server, server_status(breaker, instances, conditions))
         if not patch:
             return
         try:

@@ -12,8 +12,10 @@ import kopf
 from whatsapp_operator.engine import logs, settings
 from whatsapp_operator.engine.handlers import registry
 from whatsapp_operator.engine.handlers.operator import configure
+from whatsapp_operator.engine.metrics import PATH
 from whatsapp_operator.engine.runtime import Runtime
 from whatsapp_operator.engine.settings import Config, ConfigError
+from whatsapp_operator.http_server import HttpServer
 
 if TYPE_CHECKING:
     from whatsapp_operator.engine.webhook_service import WebhookService
@@ -47,12 +49,16 @@ async def operate(
         await runtime.mirror.start()
     if runtime.notifier is None:
         await runtime.start_notifier()
+    runtime.metrics.watch(runtime)
+    metrics_server = HttpServer(config.metrics_listen, runtime.metrics.app()) if config.metrics_listen else None
     if config.webhook_listen and runtime.webhooks is None:
         if config.database_url:
             runtime.webhooks = webhook_service(config.database_url, config.webhook_listen, runtime)
         else:
             logger.warning("webhook receiver off: webhooks are stored in Postgres first, and no database is set")
     try:
+        if metrics_server is not None:
+            runtime.metrics_url = await metrics_server.start() + PATH
         if runtime.webhooks is not None:
             await runtime.webhooks.start()
         tasks = await kopf.spawn_tasks(
@@ -71,6 +77,8 @@ async def operate(
         await kopf.run_tasks(tasks, ignored=foreign_tasks)
     finally:
         await runtime.shutdown()
+        if metrics_server is not None:
+            await metrics_server.stop()
         await runtime.kube.close()
 
 
@@ -83,6 +91,7 @@ def webhook_service(database_url: str, listen: str, runtime: Runtime) -> Webhook
         secrets=runtime.webhook_secrets,
         process=runtime.process_webhook,
         active=lambda: bool(runtime.probers),  # a replica still starting stores, and processes later
+        metrics=runtime.metrics,
     )
 
 

@@ -15,6 +15,7 @@ from whatsapp_operator.core.resources import InstanceKey, InstanceSpec
 from whatsapp_operator.db.outbox import Outbox
 from whatsapp_operator.engine.channels import Channels
 from whatsapp_operator.engine.fleet import Fleet
+from whatsapp_operator.engine.metrics import Metrics
 from whatsapp_operator.engine.notifier import MemoryOutbox, Notifier, NotifierSettings
 from whatsapp_operator.engine.prober import ServerProber
 from whatsapp_operator.engine.settings import Config
@@ -39,6 +40,8 @@ class Runtime:
     mirror: StatusMirror | None = None
     webhooks: WebhookService | None = None
     notifier: Notifier | None = None
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)
+    metrics_url: str | None = None  # the scrape endpoint's full URL once it listens
     memory_outbox: MemoryOutbox | None = None  # the outbox when there is no database
     fleet: Fleet = dataclasses.field(default_factory=Fleet)
     _probers: dict[ServerKey, ServerProber] = dataclasses.field(default_factory=dict)
@@ -77,6 +80,7 @@ class Runtime:
             delivered=self.notified,
             settings=NotifierSettings(policy=policy),
             active=lambda: bool(self._probers),
+            metrics=self.metrics,
         )
         self.notifier.start()
 

@@ -37,6 +37,7 @@ class Config:
     priority: int = 0
     liveness: str | None = "http://0.0.0.0:8080/healthz"
     webhook_listen: str | None = "0.0.0.0:8081"  # the webhook receiver (needs database_url)
+    metrics_listen: str | None = "0.0.0.0:9102"  # Prometheus' scrape endpoint, /metrics
     log_format: str = "json"
     verbose: bool = False
     notify_cooldown: float = 1800.0
@@ -172,6 +173,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("priority", "--priority", _integer, "peering priority of this replica"),
     Setting("liveness", "--liveness", _or_off(_url("http")), "liveness endpoint URL to serve, or 'off'"),
     Setting("webhook_listen", "--webhook-listen", _or_off(_listen), "webhook receiver host:port or 'off'"),
+    Setting("metrics_listen", "--metrics-listen", _or_off(_listen), "Prometheus metrics host:port (/metrics) or 'off'"),
     Setting("log_format", "--log-format", _choice("json", "plain"), "log line format: json or plain"),
     Setting("verbose", "--verbose", _boolean, "debug logging", switch=True),
     Setting("notify_cooldown", "--notify-cooldown", _seconds, "seconds between two notifications of a driver"),

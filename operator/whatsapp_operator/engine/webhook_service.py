@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from whatsapp_operator.engine.metrics import Metrics
 from whatsapp_operator.http_server import HttpServer
 from whatsapp_operator.webhooks.inbox import Inbox
 from whatsapp_operator.webhooks.receiver import WebhookReceiver
@@ -22,13 +23,17 @@ class WebhookService:
         process: Processor,
         active: Callable[[], bool],
         policy: QueuePolicy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         # Two pools: in a burst the receiver's INSERTs would take every connection, and the worker,
         # waiting its turn behind them, fell seconds behind (bench.webhooks, performance.md).
         self.inbox = Inbox(database_url)
         self.queue = Inbox(database_url, pool_max_size=WORKER_CONNECTIONS, connection_timeout=5.0)
-        self.worker = WebhookWorker(self.queue, process, policy, active=active)
-        receiver = WebhookReceiver(self.inbox, secrets, accepted=self.worker.wake)
+        metrics = metrics or Metrics()
+        self.worker = WebhookWorker(
+            self.queue, process, policy, active=active, counted=metrics.webhook, stats=metrics.webhook_queue
+        )
+        receiver = WebhookReceiver(self.inbox, secrets, accepted=self.worker.wake, counted=metrics.webhook)
         self.server = HttpServer(listen, receiver.app())
         self.url: str | None = None  # the server's base URL once started
         self._started = False

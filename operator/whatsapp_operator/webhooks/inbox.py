@@ -95,6 +95,10 @@ class Inbox(PooledStore):
         )
         return len(rows)
 
+    async def oldest_queued(self) -> datetime.datetime | None:
+        rows = await self._execute(f"SELECT min(received_at) AS oldest FROM {TABLE} WHERE status = 'queued'")
+        return rows[0]["oldest"]
+
     async def counts(self) -> dict[str, int]:
         rows = await self._execute(f"SELECT status, count(*) AS n FROM {TABLE} GROUP BY status")
         found = {row["status"]: row["n"] for row in rows}

@@ -24,16 +24,28 @@ log = logging.getLogger(__name__)
 PATH = "/webhooks/evolution"
 MAX_BODY_BYTES = 1024 * 1024  # connection events are < 1 KiB; a media message with base64 can be MBs
 RETRY_AFTER_SECONDS = 5
+UNREAD = "unknown"  # the event of a webhook refused before its body was read
 WARN_EVERY_SECONDS = 60.0  # a flood of bad requests costs one log line a minute per kind
 
 
+Counted = Callable[[str, str], None]  # (event, result): what became of one webhook, for the metrics
+
+
 class WebhookReceiver:
-    def __init__(self, inbox: Inbox, secrets: Callable[[], Iterable[str]], accepted: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        secrets: Callable[[], Iterable[str]],
+        accepted: Callable[[], None],
+        counted: Counted = lambda event, result: None,
+    ) -> None:
         """`secrets`: the webhook secrets of the EvolutionServers now running; `accepted` is called
-        after each new webhook is stored (it wakes the queue's worker)."""
+        after each new webhook is stored (it wakes the queue's worker); `counted(event, result)`
+        after each answer (result: accepted, duplicate, ignored, refused, unavailable)."""
         self.inbox = inbox
         self.secrets = secrets
         self.accepted = accepted
+        self.counted = counted
         self._clock: LoopClock | None = None
         self._warned: dict[int, float] = {}
 
@@ -57,22 +69,26 @@ class WebhookReceiver:
         except InvalidWebhook as exc:
             return self._reject(400, str(exc))
         if not envelope.relevant:
+            self.counted(envelope.event, "ignored")
             return web.json_response({"ignored": f"the operator does not act on {envelope.event}"})
         self._clock = self._clock or LoopClock()
         try:
             new = await self.inbox.accept(envelope, self._clock.now())
         except InboxUnavailable:
-            return self._unavailable("the webhook cannot be stored now")
+            return self._unavailable("the webhook cannot be stored now", envelope.event)
         if new:
             self.accepted()
+        self.counted(envelope.event, "accepted" if new else "duplicate")
         return web.json_response({"accepted": True, "duplicate": not new})
 
-    def _unavailable(self, message: str) -> web.Response:
+    def _unavailable(self, message: str, event: str = UNREAD) -> web.Response:
         """Evolution retries a 503 (10 times over about 20 minutes): nothing is lost."""
+        self.counted(event, "unavailable")
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return web.json_response({"error": f"{message}; retry"}, status=503, headers=headers)
 
     def _reject(self, status: int, message: str) -> web.Response:
+        self.counted(UNREAD, "refused")
         now = time.monotonic()
         if now - self._warned.get(status, -WARN_EVERY_SECONDS) >= WARN_EVERY_SECONDS:
             self._warned[status] = now

@@ -19,6 +19,7 @@ from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.webhooks.inbox import Inbox, InboxUnavailable, Job
 
 log = logging.getLogger(__name__)
+STATS_SECONDS = 15.0
 
 
 class RetryLater(Exception):
@@ -51,9 +52,13 @@ class WebhookWorker:
         process: Processor,
         policy: QueuePolicy | None = None,
         active: Callable[[], bool] = lambda: True,
+        counted: Callable[[str, str], None] = lambda event, result: None,
+        stats: Callable[[dict[str, int], float], None] | None = None,
     ) -> None:
         """`active`: whether this replica may process now (its probers run): processing pulls
-        probes forward, which only a running prober can do."""
+        probes forward, which only a running prober can do. `counted(event, result)` after each
+        attempt (processed, retried, dead); `stats(counts by status, oldest queued age)` every
+        `STATS_SECONDS` while idle, for the metrics."""
         self.inbox = inbox
         self.process = process
         self.policy = policy or QueuePolicy()
@@ -61,6 +66,9 @@ class WebhookWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_purge: float | None = None
+        self._counted = counted
+        self._stats = stats
+        self._last_stats: float | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -90,6 +98,7 @@ class WebhookWorker:
                         await self._run_batch(jobs, clock)
                         continue
                     await self._purge(clock)
+                    await self._report(clock)
                     due = await self.inbox.next_due()
                     outage_delay = 1.0
                 except Exception as exc:
@@ -124,6 +133,9 @@ class WebhookWorker:
         await asyncio.gather(*(one(job) for job in jobs))
         if done:
             await self.inbox.complete(done, clock.now())
+            for job in jobs:
+                if job.id in done:
+                    self._counted(job.event, "processed")
 
     async def _failed(self, job: Job, exc: Exception, clock: LoopClock) -> None:
         error = str(exc) if isinstance(exc, RetryLater) else f"{type(exc).__name__}: {exc}"
@@ -135,9 +147,19 @@ class WebhookWorker:
                 job.id, job.event, job.instance, job.attempts, error,
             )  # fmt: skip
             await self.inbox.bury(job.id, error, clock.now())
+            self._counted(job.event, "dead")
             return
         retry_at = clock.now() + datetime.timedelta(seconds=self.policy.delay(job.attempts))
         await self.inbox.retry(job.id, error, retry_at)
+        self._counted(job.event, "retried")
+
+    async def _report(self, clock: LoopClock) -> None:
+        now = clock.monotonic()
+        if self._stats is None or (self._last_stats is not None and now - self._last_stats < STATS_SECONDS):
+            return
+        self._last_stats = now
+        counts, oldest = await self.inbox.counts(), await self.inbox.oldest_queued()
+        self._stats(counts, 0.0 if oldest is None else max(0.0, (clock.now() - oldest).total_seconds()))
 
     async def _purge(self, clock: LoopClock) -> None:
         """At most once per retention/100 (15 min by default): a cheap indexed DELETE."""

@@ -70,6 +70,8 @@ PRINTER_COLUMNS = {
         ("Instances", ".status.instances"),
         ("Connected", ".status.connected"),
         ("Unhealthy", ".status.unhealthy"),
+        ("Unknown", ".status.unknown"),
+        ("Pairing", ".status.pairing"),
         ("Age", ".metadata.creationTimestamp"),
     ],
 }

@@ -87,6 +87,7 @@ async def _serve(
             callback=await _callback(memo, namespace, server_spec, body),
             decided=memo.notification_decided,
             notify_deadline=datetime.timedelta(seconds=memo.config.notify_deadline),
+            metrics=memo.metrics.server(f"{namespace}/{name}"),
         )
         memo.prober_started(prober)
         task = asyncio.create_task(prober.run(), name=f"prober-{namespace}-{name}")
