@@ -8,7 +8,9 @@ DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install test lint demo bench clean
+.PHONY: install tools test lint demo bench clean
+# Debian's packages the tests run: promtool and Prometheus for the alert rules (tests/prometheus/).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +37,12 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/lint-imports
 
-test: lint
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends prometheus; }
+
+test: lint tools
 	$(BIN)/python -m pytest
 
 demo: $(DEMO_STAMP)

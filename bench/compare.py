@@ -73,8 +73,11 @@ def checkout(revision: str, into: Path) -> str:
 
 
 async def spawn_operator(kube_url: str, env: dict[str, str]) -> Child:
-    """`python -m whatsapp_operator run ...`: the build is whichever `env`'s PYTHONPATH names."""
-    return await Child.spawn("operator", python_module("whatsapp_operator", *operator_argv(kube_url)[1:]), env=env)
+    """`python -m whatsapp_operator run ...`: the build is whichever `env`'s PYTHONPATH names (its
+    metrics on a free port, if it has them: builds before --metrics-listen refuse the flag)."""
+    settings = Path(env["PYTHONPATH"]) / "whatsapp_operator" / "engine" / "settings.py"
+    argv = operator_argv(kube_url, metrics="--metrics-listen" in settings.read_text())[1:]
+    return await Child.spawn("operator", python_module("whatsapp_operator", *argv), env=env)
 
 
 async def steady(

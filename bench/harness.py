@@ -219,14 +219,15 @@ def loopback_listen() -> str:
     return f"127.0.0.1:{free_port('127.0.0.1')}"
 
 
-def operator_argv(kube_url: str, *extra: str, webhook_listen: str | None = None) -> list[str]:
+def operator_argv(kube_url: str, *extra: str, webhook_listen: str | None = None, metrics: bool = True) -> list[str]:
     """The operator's command line. Its webhook receiver (started only with `--database-url`) listens
     on `webhook_listen`, by default a free loopback port: never the default 0.0.0.0:8081, which another
-    run or a real operator on this machine may hold."""
+    run or a real operator on this machine may hold. Its metrics listen on any free loopback port
+    (`metrics=False`: no such flag, for builds older than it)."""
     listen = webhook_listen or loopback_listen()
     return operator_command(
         "run", "--kube-server", kube_url, "--liveness", "off", "--log-format", "plain",
-        "--webhook-listen", listen, *extra,
+        "--webhook-listen", listen, *(("--metrics-listen", "127.0.0.1:0") if metrics else ()), *extra,
     )  # fmt: skip
 
 

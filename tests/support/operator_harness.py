@@ -50,7 +50,13 @@ def operator_runtime(
     kube: EmulatedCluster, database_url: str | None = None, webhook_listen: str = "127.0.0.1:0"
 ) -> Runtime:
     return Runtime(
-        Config(kube_server=kube.url, liveness=None, database_url=database_url, webhook_listen=webhook_listen)
+        Config(
+            kube_server=kube.url,
+            liveness=None,
+            database_url=database_url,
+            webhook_listen=webhook_listen,
+            metrics_listen="127.0.0.1:0",  # a free port: scraped through runtime.metrics_url
+        )
     )
 
 

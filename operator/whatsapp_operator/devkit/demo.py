@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import psycopg
 
 from whatsapp_operator.core.phone import InvalidPhoneNumber, normalize_phone
@@ -60,7 +61,7 @@ from whatsapp_operator.devkit.state_dir import StateDir
 from whatsapp_operator.engine.runner import OperatorStopped, running
 from whatsapp_operator.engine.runtime import Runtime
 from whatsapp_operator.engine.settings import Config
-from whatsapp_operator.http_server import free_port
+from whatsapp_operator.http_server import free_port, parse_listen
 from whatsapp_operator.webhooks.inbox import TABLE as WEBHOOK_INBOX
 from whatsapp_operator.webhooks.receiver import PATH as WEBHOOK_PATH
 
@@ -203,6 +204,7 @@ async def play(
     state: StateDir,
     report: Callable[[Summary], None],
     hold: float = 0.0,
+    metrics_listen: str = f"{LOOPBACK}:0",
 ) -> Summary:
     """Run the operator against the scenario for the plan's duration, `report` what happened, keep
     everything running `hold` seconds more (Ctrl-C ends that early), and return the summary."""
@@ -221,7 +223,13 @@ async def play(
         await cluster.create(secret_manifest(api_key, webhook_secret=webhook_secret, callback_secret=callback_secret))
         notifier = notifier_spec(SENDER, f"{app.url}{CALLBACK_PATH}")
         await cluster.create(server_manifest(sim.base_url, notifier=notifier, **plan.server_spec(webhook_url)))
-        config = Config(kube_server=cluster.url, database_url=database_url, liveness=None, webhook_listen=listen)
+        config = Config(
+            kube_server=cluster.url,
+            database_url=database_url,
+            liveness=None,
+            webhook_listen=listen,
+            metrics_listen=metrics_listen,
+        )
         runtime = Runtime(config)
         operator = running(runtime)
         async with operator:
@@ -231,7 +239,9 @@ async def play(
             interrupted = asyncio.Event()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, interrupted.set)
-            state.write(cluster.url, {"webhooks": webhook_url, "database": database_url})
+            state.write(
+                cluster.url, {"webhooks": webhook_url, "database": database_url, "metrics": runtime.metrics_url}
+            )
             sim.play(plan.scenario)  # scenario times count from here, with the resources created at once
             origin = loop.time()
             for driver in plan.drivers:
@@ -256,7 +266,8 @@ async def play(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runtime.mirror.drain(), DRAIN_SECONDS)
             errors.extend(cluster.violations())
-            summary = await summarize(cluster, plan, database_url, errors, Deliveries(sim, app))
+            metrics = await scrape(runtime.metrics_url)
+            summary = await summarize(cluster, plan, database_url, errors, Deliveries(sim, app), metrics)
             report(summary)
             if hold > 0:
                 say(f"holding for {hold:g} s, everything still running (Ctrl-C ends it)")
@@ -308,6 +319,7 @@ class Summary:
     status_patches: int
     webhooks: dict[str, int]  # rows of the webhook inbox: received, processed, dead
     errors: list[str]
+    metrics: dict[str, Any]  # scraped from the operator's endpoint at the end
 
     def as_json(self) -> dict[str, Any]:
         """The `--json` object (docs/demo.md). Parts not built yet are empty, never zeros that
@@ -334,6 +346,7 @@ class Summary:
             "status_patches": self.status_patches,
             "webhooks": dict(self.webhooks),
             "db_status": db_status,
+            "metrics": self.metrics,
             "errors": self.errors,
         }
 
@@ -362,7 +375,12 @@ class Deliveries:
 
 
 async def summarize(
-    cluster: EmulatedCluster, plan: Plan, database_url: str, errors: list[str], deliveries: Deliveries
+    cluster: EmulatedCluster,
+    plan: Plan,
+    database_url: str,
+    errors: list[str],
+    deliveries: Deliveries,
+    metrics: dict[str, Any],
 ) -> Summary:
     """Read the outcome back where users would look: the API server's objects, Postgres and the
     receivers of the notifications."""
@@ -421,7 +439,32 @@ async def summarize(
         status_patches=emulator.writes(subresource="status", verb="patch"),
         webhooks={"received": int(received), "processed": int(processed), "dead": int(dead)},
         errors=errors,
+        metrics=metrics,
     )
+
+
+async def scrape(url: str | None) -> dict[str, Any]:
+    """What Prometheus would read at the end: instances by phase, forced logouts, notifications by
+    channel and result, webhooks by result (each summed over servers and events)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    if url is None:
+        return {}
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(url)).raise_for_status().text
+    found: dict[str, Any] = {"instances": {}, "forced_logouts": 0, "notifications": {}, "webhooks": {}}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels, value = sample.labels, int(sample.value)
+            if sample.name == "whatsapp_operator_instances":
+                found["instances"][labels["phase"]] = found["instances"].get(labels["phase"], 0) + value
+            elif sample.name == "whatsapp_operator_forced_logouts_total":
+                found["forced_logouts"] += value
+            elif sample.name == "whatsapp_operator_notifications_total" and value:
+                found["notifications"].setdefault(labels["channel"], {})[labels["result"]] = value
+            elif sample.name == "whatsapp_operator_webhooks_total":
+                found["webhooks"][labels["result"]] = found["webhooks"].get(labels["result"], 0) + value
+    return found
 
 
 # -- showing it ------------------------------------------------------------------------------------
@@ -523,6 +566,10 @@ def print_summary(console: Console, summary: Summary) -> None:
     listed = ", ".join(f"{channel} {state} {k}" for (channel, state), k in sorted(counts.items()))
     console.print(f"notifications (outbox): {listed or 'none'}")
     console.print("webhooks from Evolution: " + ", ".join(f"{v} {k}" for k, v in data["webhooks"].items()))
+    scraped = data["metrics"]
+    if scraped:
+        phases = ", ".join(f"{phase} {n}" for phase, n in scraped["instances"].items() if n)
+        console.print(f"metrics (scraped at the end): instances {phases}; forced logouts {scraped['forced_logouts']}")
     if summary.errors:
         console.print("[red]errors:[/]")
         for error in summary.errors:
@@ -554,6 +601,14 @@ def _positive(value: str) -> float:
     return seconds
 
 
+def _listen_address(value: str) -> str:
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _not_negative(value: str) -> float:
     try:
         seconds = float(value)
@@ -577,6 +632,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help="write DIR/kubeconfig and DIR/endpoints.json while it runs (default: a temporary directory)",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        type=_listen_address,
+        default=f"{LOOPBACK}:0",
+        metavar="HOST:PORT",
+        help="the operator's Prometheus endpoint, as run's flag (default: a free loopback port)",
     )
     parser.add_argument(
         "--hold",
@@ -668,7 +730,10 @@ def run(args: argparse.Namespace) -> int:
         scenario_name = "the built-in scenario" if args.scenario == BUILTIN_SCENARIO else str(args.scenario)
         say(f"playing {scenario_name} for {plan.duration:g} s with {len(plan.drivers)} instances")
         with view or contextlib.nullcontext():
-            summary = asyncio.run(play(plan, database_url, view, state=state, report=report, hold=args.hold))
+            playing = play(
+                plan, database_url, view, state=state, report=report, hold=args.hold, metrics_listen=args.metrics_listen
+            )
+            summary = asyncio.run(playing)
     except (KeyboardInterrupt, Interrupted, OperatorStopped):
         pass
     except DatabaseConfigError as exc:

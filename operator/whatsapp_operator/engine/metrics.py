@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from whatsapp_operator.core.breaker import BreakerState
 from whatsapp_operator.core.notifications import CHANNELS
 from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.status import HEALTH, health
 
 if TYPE_CHECKING:
     from whatsapp_operator.engine.prober import ServerProber
@@ -134,6 +135,12 @@ class _RuntimeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         probers = list(self._runtime.probers.values())
         yield _family("instances", "Instances by phase", ["server", "phase"], _phases(probers))
+        yield _family(
+            "instances_health",
+            "Instances by heartbeat bucket: healthy, unhealthy (never Unknown), unknown (probes failing), pairing",
+            ["server", "health"],
+            _health(probers),
+        )
         breaker = [((label(p), str(state)), float(p.breaker.state is state)) for p in probers for state in BreakerState]
         yield _family("breaker_state", "1 for the circuit breaker's current state", ["server", "state"], breaker)
         exhausted = [((label(p),), float(p.remediation_exhausted())) for p in probers]
@@ -157,6 +164,17 @@ def _phases(probers: Iterable[ServerProber]) -> list[tuple[tuple[str, ...], floa
         for phase, _ in prober.instances():
             counts[phase] += 1
         samples += [((label(prober), str(phase)), float(n)) for phase, n in counts.items()]
+    return samples
+
+
+def _health(probers: Iterable[ServerProber]) -> list[tuple[tuple[str, ...], float]]:
+    samples = []
+    for prober in probers:
+        counts = dict.fromkeys(HEALTH, 0)
+        for phase, stuck in prober.instances():
+            if (bucket := health(phase, stuck)) is not None:
+                counts[bucket] += 1
+        samples += [((label(prober), bucket), float(n)) for bucket, n in counts.items()]
     return samples
 
 

@@ -20,6 +20,7 @@ from whatsapp_operator.core.machine import Condition, ConditionStatus, InstanceS
 from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.core.pairing import SOCKET_ENDED
 from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.phone import InvalidPhoneNumber, normalize_phone
 from whatsapp_operator.core.resources import InstanceKey
 from whatsapp_operator.core.status import DATABASE_SYNCED, InstanceStatus, normalize, server_status, status_patch
 from whatsapp_operator.kube import KubeApi, KubeError
@@ -110,7 +111,7 @@ class Recorder:
             server=self.server,
             driver_id=spec.driver_id,
             driver_name=spec.driver_name,
-            phone=spec.phone,
+            phone=_e164(spec.phone),
             kind=notify.kind,
             reason=state.status_reason,
             decided_at=notify.at,
@@ -265,3 +266,12 @@ async def _logged(posting: Awaitable[None]) -> None:
         await posting
     except KubeError as exc:
         logger.warning("posting an Event: %s", exc)
+
+
+def _e164(phone: str) -> str:
+    """The driver's number as the message goes out; one that cannot be normalised stays as written,
+    and its delivery fails for that reason (the probe path reports it too: InvalidPhoneNumber)."""
+    try:
+        return normalize_phone(phone)
+    except InvalidPhoneNumber:
+        return phone

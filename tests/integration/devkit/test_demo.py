@@ -81,7 +81,7 @@ def db_status_of(phases: dict[str, int]) -> dict[str, int]:
 
 def assert_consistent(summary: dict[str, Any]) -> None:
     """What holds for any run: Postgres agrees with the API server, every webhook the receiver
-    stored was processed, parts not built are empty."""
+    stored was processed, the notifications and the metrics say what the outbox and the cluster say."""
     assert summary["errors"] == []
     assert summary["db_status"] == db_status_of(summary["phases"])
     history = summary["phase_history"]
@@ -93,7 +93,13 @@ def assert_consistent(summary: dict[str, Any]) -> None:
         delivered = [n["instance"] for n in summary["notifications"] if n["channel"] == channel]
         assert collections.Counter(delivered) == decided, f"one {channel} delivery per decision"
     assert {n["state"] for n in summary["notifications"]} <= {"delivered"}
+    metrics = summary["metrics"]  # scraped from the operator's endpoint: it agrees with what was read back
+    assert {phase: n for phase, n in metrics["instances"].items() if n} == summary["phases"]
+    assert metrics["forced_logouts"] == sum(summary["forced_logouts"].values())
+    sent = collections.Counter(n["channel"] for n in summary["notifications"])
+    assert {channel: results["delivered"] for channel, results in metrics["notifications"].items()} == sent
     webhooks = summary["webhooks"]
+    assert metrics["webhooks"].get("accepted", 0) == webhooks["received"]
     assert set(webhooks) == {"received", "processed", "dead"}
     assert webhooks["processed"] == webhooks["received"], "every stored webhook was processed before the end"
     assert webhooks["dead"] == 0

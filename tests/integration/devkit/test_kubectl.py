@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from whatsapp_operator.core.phases import Phase
@@ -111,6 +112,8 @@ def test_the_demo_says_how_and_writes_where_everything_is(demo: Demo) -> None:
     assert {"kubernetes", "webhooks", "database"} <= set(endpoints)
     assert endpoints["kubernetes"].startswith("http://127.0.0.1:")
     assert endpoints["webhooks"].endswith("/webhooks/evolution")
+    scraped = httpx.get(endpoints["metrics"]).text
+    assert 'whatsapp_operator_instances{server="default/default",phase="LoggedOut"} 1.0' in scraped
 
 
 def test_get_wai_shows_every_printer_column_with_the_operators_values(demo: Demo) -> None:

@@ -307,7 +307,12 @@ async def test_a_number_not_on_whatsapp_fails_at_once_and_a_failing_evolution_en
     async with backends(notifier=notifier_spec(SENDER)) as (kube, sim):
         sim.add_instance(SENDER, "open")
         config = Config(
-            kube_server=kube.url, liveness=None, database_url=pg_url, webhook_listen="127.0.0.1:0", notify_deadline=600
+            kube_server=kube.url,
+            liveness=None,
+            database_url=pg_url,
+            webhook_listen="127.0.0.1:0",
+            metrics_listen="127.0.0.1:0",
+            notify_deadline=600,
         )
         async with running(Runtime(config)):
             sim.unregistered.add("5511911112222")
