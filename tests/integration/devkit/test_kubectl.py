@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from whatsapp_operator.core.phases import Phase
 
@@ -112,8 +113,13 @@ def test_the_demo_says_how_and_writes_where_everything_is(demo: Demo) -> None:
     assert {"kubernetes", "webhooks", "database"} <= set(endpoints)
     assert endpoints["kubernetes"].startswith("http://127.0.0.1:")
     assert endpoints["webhooks"].endswith("/webhooks/evolution")
-    scraped = httpx.get(endpoints["metrics"]).text
-    assert 'whatsapp_operator_instances{server="default/default",phase="LoggedOut"} 1.0' in scraped
+    samples = [
+        (sample.labels.get("phase"), sample.value)
+        for family in text_string_to_metric_families(httpx.get(endpoints["metrics"]).text)
+        for sample in family.samples
+        if sample.name == "whatsapp_operator_instances"
+    ]
+    assert ("LoggedOut", 1.0) in samples
 
 
 def test_get_wai_shows_every_printer_column_with_the_operators_values(demo: Demo) -> None:
