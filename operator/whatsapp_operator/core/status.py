@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import datetime
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from whatsapp_operator.core.machine import Condition, InstanceState
@@ -193,16 +193,16 @@ def health(phase: Phase, stuck: bool) -> str | None:
 
 
 def server_status(
-    breaker: str, instances: Iterable[tuple[Phase, bool]], conditions: tuple[Condition, ...]
+    breaker: str, instances: Mapping[tuple[Phase, bool], int], conditions: tuple[Condition, ...]
 ) -> dict[str, Any]:
-    """An EvolutionServer's `.status`: its breaker, its instances (`(phase, stuck)` each) by phase
-    and by heartbeat bucket, and its conditions (Ready once Evolution first answered, SenderReady
-    once a message was due)."""
+    """An EvolutionServer's `.status`: its breaker, its instances (counted by phase and whether
+    stuck) by phase and by heartbeat bucket, and its conditions (Ready once Evolution first
+    answered, SenderReady once a message was due)."""
     counts: collections.Counter[Phase] = collections.Counter()
     buckets: collections.Counter[str | None] = collections.Counter()
-    for phase, stuck in instances:
-        counts[phase] += 1
-        buckets[health(phase, stuck)] += 1
+    for (phase, stuck), n in instances.items():
+        counts[phase] += n
+        buckets[health(phase, stuck)] += n
     status: dict[str, Any] = {
         "breaker": breaker,
         "instances": sum(counts.values()),

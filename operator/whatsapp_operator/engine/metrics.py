@@ -161,8 +161,8 @@ def _phases(probers: Iterable[ServerProber]) -> list[tuple[tuple[str, ...], floa
     samples = []
     for prober in probers:
         counts = dict.fromkeys(Phase, 0)
-        for phase, _ in prober.instances():
-            counts[phase] += 1
+        for (phase, _), n in prober.instances().items():
+            counts[phase] += n
         samples += [((label(prober), str(phase)), float(n)) for phase, n in counts.items()]
     return samples
 
@@ -171,9 +171,9 @@ def _health(probers: Iterable[ServerProber]) -> list[tuple[tuple[str, ...], floa
     samples = []
     for prober in probers:
         counts = dict.fromkeys(HEALTH, 0)
-        for phase, stuck in prober.instances():
+        for (phase, stuck), n in prober.instances().items():
             if (bucket := health(phase, stuck)) is not None:
-                counts[bucket] += 1
+                counts[bucket] += n
         samples += [((label(prober), bucket), float(n)) for bucket, n in counts.items()]
     return samples
 

@@ -10,6 +10,7 @@ idle instance costs a heap entry and a small record, not a timer or a task. A pr
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime
 import logging
@@ -37,7 +38,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DUE_TOLERANCE = 0.001  # seconds
+# Instances due this close together go to the workers in one wake-up of the loop, up to that much
+# early: a steady fleet's jittered deadlines would otherwise cost a loop iteration each.
+BATCH_SECONDS = 0.05
+# The server's status (counts over the whole fleet) is worked out at most this often: while a fleet
+# loads, every instance tracked marks it out of date.
+SERVER_STATUS_SECONDS = 1.0
 EXHAUSTED = "RemediationExhausted"  # the Stuck condition's reason once the logout budget is spent
 
 
@@ -79,6 +85,7 @@ class ServerProber:
         )
         self._wake = asyncio.Event()
         self._sleeping_until = 0.0  # the loop's next deadline while it waits
+        self._server_written_at = -math.inf
         self.recorder = Recorder(
             namespace=namespace,
             server=name,
@@ -163,13 +170,19 @@ class ServerProber:
         workers = [asyncio.create_task(self._worker(), name=f"probe-{i}") for i in range(self.spec.concurrency)]
         try:
             while True:
-                # A deadline a hair in the future is due: a wait shorter than the clock's resolution
-                # would return without time moving on (a busy loop under looptime's clock).
-                for key in self.schedule.pop_due(self.clock.monotonic() + DUE_TOLERANCE):
+                # A deadline a little in the future is due (BATCH_SECONDS); a wait shorter than the
+                # clock's resolution would also return without time moving on under looptime.
+                for key in self.schedule.pop_due(self.clock.monotonic() + BATCH_SECONDS):
                     self._queued.add(key)
                     self._queue.put_nowait(key)
-                await self.recorder.write_server_status(str(self.breaker.state), self.instances())
+                now = self.clock.monotonic()
+                if self.recorder.server_dirty and now >= self._server_written_at + SERVER_STATUS_SECONDS:
+                    self._server_written_at = now
+                    await self.recorder.write_server_status(str(self.breaker.state), self.instances())
                 deadline = self.schedule.next_deadline()
+                if self.recorder.server_dirty:  # held back: come back for it
+                    later = self._server_written_at + SERVER_STATUS_SECONDS
+                    deadline = later if deadline is None else min(deadline, later)
                 self._wake.clear()
                 self._sleeping_until = math.inf if deadline is None else deadline
                 timeout = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
@@ -187,9 +200,13 @@ class ServerProber:
         """Instances stuck connecting with no forced logout left in the hour's budget."""
         return sum(1 for t in self.tracked.values() if (c := t.state.condition("Stuck")) and c.reason == EXHAUSTED)
 
-    def instances(self) -> Iterable[tuple[Phase, bool]]:
-        """Each tracked instance's phase, and whether it is stuck connecting."""
-        return ((t.state.phase, stuck(t.state)) for t in self.tracked.values())
+    def instances(self) -> collections.Counter[tuple[Phase, bool]]:
+        """How many tracked instances are in each phase, stuck connecting or not: one pass, counted
+        in C, since it covers the whole fleet."""
+        connecting = Phase.CONNECTING
+        return collections.Counter(
+            (t.state.phase, t.state.phase is connecting and stuck(t.state)) for t in self.tracked.values()
+        )
 
     async def _worker(self) -> None:
         while True:

@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import kopf
@@ -239,7 +239,7 @@ class Recorder:
         self._background.add(task := asyncio.get_running_loop().create_task(_logged(event)))
         task.add_done_callback(self._background.discard)
 
-    async def write_server_status(self, breaker: str, instances: Iterable[tuple[Phase, bool]]) -> None:
+    async def write_server_status(self, breaker: str, instances: Mapping[tuple[Phase, bool], int]) -> None:
         if not self.server_dirty:
             return
         self.server_dirty = False
