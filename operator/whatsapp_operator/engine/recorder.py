@@ -138,7 +138,7 @@ class Recorder:
             state=new.state,
             reason=new.status_reason,
             forced=t.forced,
-            at=self.clock.now(),
+            at=new.last_transition or self.clock.now(),  # the time `.status` shows for this change
             notification=notification,
         )
         if new.phase is Phase.CONNECTED:
