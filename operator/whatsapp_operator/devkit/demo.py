@@ -591,13 +591,22 @@ def _crd_seconds(value: str) -> int:
     return seconds
 
 
-def _positive(value: str) -> float:
+def _seconds(value: str) -> float:
     try:
-        seconds = float(value)
+        return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not seconds > 0:
+
+
+def _positive(value: str) -> float:
+    if not (seconds := _seconds(value)) > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return seconds
+
+
+def _not_negative(value: str) -> float:
+    if not (seconds := _seconds(value)) >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return seconds
 
 
@@ -607,16 +616,6 @@ def _listen_address(value: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
-
-
-def _not_negative(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not seconds >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -32,6 +32,7 @@ PATH = "/metrics"
 REFRESH_SECONDS = 15.0
 PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 WEBHOOK_STATES = ("queued", "done", "dead")
+Sample = tuple[tuple[str, ...], float]  # label values, value
 
 
 class Metrics:
@@ -134,12 +135,13 @@ class _RuntimeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         probers = list(self._runtime.probers.values())
-        yield _family("instances", "Instances by phase", ["server", "phase"], _phases(probers))
+        phases, buckets = _counts(probers)
+        yield _family("instances", "Instances by phase", ["server", "phase"], phases)
         yield _family(
             "instances_health",
             "Instances by heartbeat bucket: healthy, unhealthy (never Unknown), unknown (probes failing), pairing",
             ["server", "health"],
-            _health(probers),
+            buckets,
         )
         breaker = [((label(p), str(state)), float(p.breaker.state is state)) for p in probers for state in BreakerState]
         yield _family("breaker_state", "1 for the circuit breaker's current state", ["server", "state"], breaker)
@@ -157,30 +159,22 @@ def label(prober: ServerProber) -> str:
     return f"{prober.namespace}/{prober.name}"
 
 
-def _phases(probers: Iterable[ServerProber]) -> list[tuple[tuple[str, ...], float]]:
-    samples = []
+def _counts(probers: Iterable[ServerProber]) -> tuple[list[Sample], list[Sample]]:
+    """Instances by phase and by heartbeat bucket, from one pass over each prober's fleet."""
+    phases: list[Sample] = []
+    buckets: list[Sample] = []
     for prober in probers:
-        counts = dict.fromkeys(Phase, 0)
-        for (phase, _), n in prober.instances().items():
-            counts[phase] += n
-        samples += [((label(prober), str(phase)), float(n)) for phase, n in counts.items()]
-    return samples
-
-
-def _health(probers: Iterable[ServerProber]) -> list[tuple[tuple[str, ...], float]]:
-    samples = []
-    for prober in probers:
-        counts = dict.fromkeys(HEALTH, 0)
+        by_phase, by_bucket = dict.fromkeys(Phase, 0), dict.fromkeys(HEALTH, 0)
         for (phase, stuck), n in prober.instances().items():
+            by_phase[phase] += n
             if (bucket := health(phase, stuck)) is not None:
-                counts[bucket] += n
-        samples += [((label(prober), bucket), float(n)) for bucket, n in counts.items()]
-    return samples
+                by_bucket[bucket] += n
+        phases += [((label(prober), str(phase)), float(n)) for phase, n in by_phase.items()]
+        buckets += [((label(prober), bucket), float(n)) for bucket, n in by_bucket.items()]
+    return phases, buckets
 
 
-def _family(
-    name: str, documentation: str, labels: list[str], samples: Iterable[tuple[tuple[str, ...], float]]
-) -> GaugeMetricFamily:
+def _family(name: str, documentation: str, labels: list[str], samples: Iterable[Sample]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=labels)
     for values, value in samples:
         family.add_metric(list(values), value)

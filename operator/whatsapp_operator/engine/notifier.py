@@ -199,48 +199,32 @@ class Notifier:
         await asyncio.gather(*(one(delivery) for delivery in claimed))
 
     async def _record(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Settle or reschedule the delivery, and count the attempt (a wait for the sender is none)."""
         now = self._clock.now()
-        n = delivery.notification
-        self._count(delivery, outcome)
         if isinstance(outcome, Delivered):
             await self.store.settle(delivery, DeliveryState.DELIVERED, None, outcome.at)
-            await self._delivered(n, outcome.at)
+            self._count(delivery, "delivered")
+            await self._delivered(delivery.notification, outcome.at)
             return
-        if isinstance(outcome, Fail):
-            log.warning(
-                "notification %d for %s/%s on %s failed: %s",
-                delivery.id,
-                n.namespace,
-                n.name,
-                delivery.channel,
-                outcome.error,
-            )
-            await self.store.settle(delivery, DeliveryState.FAILED, outcome.error, now)
-            return
-        again = self.settings.policy.next_attempt(delivery, outcome, now)
+        again = None if isinstance(outcome, Fail) else self.settings.policy.next_attempt(delivery, outcome, now)
         if again is None:
+            state = DeliveryState.FAILED if isinstance(outcome, Fail) else DeliveryState.DEAD
+            n = delivery.notification
             log.warning(
-                "notification %d for %s/%s on %s is dead: %s",
-                delivery.id,
-                n.namespace,
-                n.name,
-                delivery.channel,
-                outcome.error,
-            )
-            await self.store.settle(delivery, DeliveryState.DEAD, outcome.error, now)
+                "notification %d for %s/%s on %s is %s: %s",
+                delivery.id, n.namespace, n.name, delivery.channel, state, outcome.error,
+            )  # fmt: skip
+            await self.store.settle(delivery, state, outcome.error, now)
+            if not isinstance(outcome, Wait):
+                self._count(delivery, str(state))
             return
         await self.store.retry(delivery, outcome.error, again, attempted=not isinstance(outcome, Wait))
-
-    def _count(self, delivery: Delivery, outcome: Outcome) -> None:
-        """notifications_total: a wait for the sender is no attempt, and is not counted."""
-        if self._metrics is None or isinstance(outcome, Wait):
-            return
         if isinstance(outcome, Retry):
-            past = self.settings.policy.next_attempt(delivery, outcome, self._clock.now()) is None
-            result = "dead" if past else "retried"
-        else:
-            result = "delivered" if isinstance(outcome, Delivered) else "failed"
-        self._metrics.notified(delivery.channel, result)
+            self._count(delivery, "retried")
+
+    def _count(self, delivery: Delivery, result: str) -> None:
+        if self._metrics is not None:
+            self._metrics.notified(delivery.channel, result)
 
     async def _report_pending(self) -> None:
         now = self._clock.monotonic()

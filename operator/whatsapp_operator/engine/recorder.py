@@ -74,7 +74,7 @@ class Recorder:
         # An equal state keeps the object the status was written from (no second copy in memory).
         new = normalize(new) if new != old else old
         notification = self._notification(t, new, notify) if notify is not None else None
-        if new.phase is not old.phase or machine.stuck(new) != machine.stuck(old):
+        if new is not old and (new.phase is not old.phase or machine.stuck(new) != machine.stuck(old)):
             self.server_dirty = True  # the server's counts change
         if new.phase is not old.phase:
             if new.phase in SOCKET_ENDED:
