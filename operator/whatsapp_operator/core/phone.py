@@ -10,6 +10,11 @@ the region's country code are read as already carrying it when the rest is a val
 for Brazil, 12 or 13 digits starting with 55 (``5511987654321``) are +55 followed by a 10- or 11-digit
 national number. Brazilian national numbers are at most 11 digits, so this is never ambiguous: an
 11-digit ``55987654321`` is a mobile in area code 55 (+5555987654321).
+
+libphonenumber alone would also read a number out of ``Phone: 11987654321`` or full-width digits, which
+no schema pattern can foresee. So a number must also be written the way `CRD_PATTERN` allows, the
+pattern the WhatsAppInstance CRD puts on ``spec.phoneNumber``: whatever this module accepts, the API
+server has accepted too, and the schema alone refuses what has no chance here (docs/phone-numbers.md).
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResu
 
 # E.164: a '+', a country code that never starts with 0, at most 15 digits in all.
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
+
+# spec.phoneNumber's pattern in crds/whatsappinstances.yaml (a test keeps the two equal), in the
+# syntax Go's regexp and Python's share: digits with spaces, dots, hyphens and parentheses between
+# them, '+' only in front; after a '+', 7 to 15 digits (E.164), the first not 0; without one, 8 to 19
+# (a national number with its trunk prefix and carrier code, or 00xx and an international number).
+CRD_PATTERN = r"^[ .()-]*(\+[ .()-]*[1-9]([ .()-]*[0-9]){6,14}|[0-9]([ .()-]*[0-9]){7,18})[ .()-]*$"
+_WRITTEN = re.compile(CRD_PATTERN)
 
 _PARSE_PROBLEMS: dict[int, str] = {
     NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
@@ -62,6 +74,8 @@ def normalize_phone(raw: str, region: str = "BR") -> str:
     if not phonenumbers.is_valid_number(number):
         country = f"+{number.country_code} ({phonenumbers.region_code_for_country_code(number.country_code)})"
         raise InvalidPhoneNumber(raw, f"not a valid {country} number: check the area code and the digits")
+    if not _WRITTEN.fullmatch(raw):
+        raise InvalidPhoneNumber(raw, "may hold only digits, spaces, '.', '-', '(' and ')', and '+' only in front")
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 

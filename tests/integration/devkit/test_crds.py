@@ -189,28 +189,7 @@ def test_minimal_manifests_get_the_designed_defaults() -> None:
     assert stored["spec"]["remediation"] == {"stuckAfterSeconds": 30, "maxForcedLogoutsPerHour": 3}
 
 
-@pytest.mark.parametrize(
-    "phone",
-    [
-        "+5511987654321",
-        "+14155552671",
-        "(11) 98765-4321",
-        "(11)98765-4321",
-        "11987654321",
-        "11 98765-4321",
-        "(21) 3456-7890",
-    ],
-)
-def test_phone_numbers_accepted(phone: str) -> None:
-    assert admit(instance(phoneNumber=phone))[2] == []
-
-
-@pytest.mark.parametrize(
-    "phone", ["abc", "123", "", "+0123456789", "+5511", "+55119876543210000", "(11) 98765-43210", "(1) 98765-4321"]
-)
-def test_phone_numbers_refused(phone: str) -> None:
-    (cause,) = admit(instance(phoneNumber=phone))[2]
-    assert cause.field == "spec.phoneNumber"
+# spec.phoneNumber has a file of its own: test_crd_phone_numbers.py.
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,9 @@ from whatsapp_operator.core.phone import InvalidPhoneNumber, evolution_number, n
         ("0 15 11 98765-4321", "+5511987654321"),  # trunk prefix and carrier code
         ("+55 11 98765-4321", "+5511987654321"),
         ("+5511987654321", "+5511987654321"),
+        ("(+55) 11 98765-4321", "+5511987654321"),
+        ("11.98765.4321", "+5511987654321"),
+        ("0014 55 11 98765 4321", "+5511987654321"),  # international prefix 00 and a carrier code
         # Digits that already carry the country code (12 or 13 digits starting with 55).
         ("5511987654321", "+5511987654321"),
         ("5511 98765 4321", "+5511987654321"),
@@ -30,6 +33,25 @@ from whatsapp_operator.core.phone import InvalidPhoneNumber, evolution_number, n
 )
 def test_normalises_to_e164(raw: str, expected: str) -> None:
     assert normalize_phone(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Phone: 11987654321",
+        "tel:+55-11-98765-4321",
+        "\uff11\uff11\uff19\uff18\uff17\uff16\uff15\uff14\uff13\uff12\uff11",  # full-width digits
+        "11987654321\n",
+        "++5511987654321",
+        "11/98765-4321",
+    ],
+)
+def test_a_number_libphonenumber_would_dig_out_of_other_text_is_refused(raw: str) -> None:
+    """libphonenumber reads all of these as +5511987654321; the CRD's pattern refuses them, and so does
+    the operator, so that what it accepts is always what the API server accepted."""
+    with pytest.raises(InvalidPhoneNumber) as info:
+        normalize_phone(raw)
+    assert info.value.problem == "may hold only digits, spaces, '.', '-', '(' and ')', and '+' only in front"
 
 
 def test_region_decides_how_national_numbers_are_read() -> None:
