@@ -18,6 +18,9 @@ from whatsapp_operator.core.phases import EvolutionState, Phase
 TERMINAL_REASONS = frozenset({401, 402, 403, 406})
 """Evolution's disconnect codes after which it stops reconnecting: the driver must pair again."""
 
+PHONE_NUMBER_VALID = "PhoneNumberValid"
+
+
 @dataclasses.dataclass(frozen=True)
 class Policy:
     stuck_after: datetime.timedelta = datetime.timedelta(seconds=30)
@@ -26,6 +29,13 @@ class Policy:
     notify_cooldown: datetime.timedelta = datetime.timedelta(minutes=30)
     notifications_enabled: bool = True
     notify_reconnected: bool = False  # also tell a notified driver when the link is back
+    phone_problem: str | None = None  # why spec.phoneNumber cannot be normalised (None: it can)
+    pairs_by_code: bool = True  # spec.pairing.method pairingCode: a fresh pairing needs that number
+
+    @property
+    def pairing_blocked(self) -> bool:
+        """A fresh pairing would need a number the operator cannot use: it waits (never a QR instead)."""
+        return self.pairs_by_code and self.phone_problem is not None
 
 
 class Outcome(enum.StrEnum):
@@ -161,7 +171,7 @@ def set_condition(
     return (*(c for c in conditions if c.type != type_), new)
 
 
-def _phase_of(obs: Observation, now: datetime.datetime) -> Phase:
+def _phase_of(prev: Phase, obs: Observation, now: datetime.datetime, policy: Policy) -> Phase:
     if obs.outcome is Outcome.FAILED:
         return Phase.UNKNOWN
     if obs.outcome is Outcome.MISSING:
@@ -173,12 +183,15 @@ def _phase_of(obs: Observation, now: datetime.datetime) -> Phase:
             return Phase.PAIRING
         return Phase.CONNECTING
     if obs.state in (EvolutionState.CLOSE, "refused"):  # refused: the QR limit, in webhooks only
+        if policy.pairing_blocked and prev in (Phase.PENDING, Phase.NOT_FOUND):
+            return Phase.PENDING  # new or recreated, and the operator could not start its pairing
         return Phase.LOGGED_OUT if obs.reason in TERMINAL_REASONS else Phase.DISCONNECTED
     # Evolution knows the instance but has not loaded it in memory: no state to act upon.
     return Phase.UNKNOWN
 
 
 _PHASE_MESSAGES: Mapping[Phase, str] = {
+    Phase.PENDING: "pairing by code waits for a valid spec.phoneNumber",
     Phase.CONNECTED: "WhatsApp is connected",
     Phase.PAIRING: "waiting for the driver to enter the pairing code or scan the QR code",
     Phase.CONNECTING: "Evolution is connecting without a valid pairing code",
@@ -191,7 +204,7 @@ _PHASE_MESSAGES: Mapping[Phase, str] = {
 
 def reconcile(prev: InstanceState, obs: Observation, now: datetime.datetime, policy: Policy) -> Decision:
     """Fold one observation into the instance's state and say what to do about it."""
-    phase = _phase_of(obs, now)
+    phase = _phase_of(prev.phase, obs, now, policy)
     actions: list[Action] = []
     state = dataclasses.replace(prev, **_observed(prev, obs, phase, now))
     recheck_at = obs.code_valid_until if phase is Phase.PAIRING else None  # look again when the code runs out
@@ -220,7 +233,9 @@ def reconcile(prev: InstanceState, obs: Observation, now: datetime.datetime, pol
     if phase is Phase.NOT_FOUND:
         actions.append(Recreate())
 
-    state = dataclasses.replace(state, conditions=_conditions(state, obs, now, stuck))
+    conditions, phone_event = _phone_condition(_conditions(state, obs, now, stuck), policy, now)
+    actions.extend(phone_event)
+    state = dataclasses.replace(state, conditions=conditions)
     if state.phase is not prev.phase:
         state = dataclasses.replace(state, last_transition=now)
     return Decision(state, tuple(actions), recheck_at)
@@ -254,6 +269,9 @@ def _stuck(
     deadline = state.connecting_since + policy.stuck_after
     if now < deadline:
         return state, [], deadline, Condition("Stuck", ConditionStatus.FALSE, "NotStuck", "")
+    if policy.pairing_blocked:  # a forced logout would end in a pairing the operator cannot start
+        message = f"connecting for more than {int(policy.stuck_after.total_seconds())} s; a fresh pairing waits"
+        return state, [], None, Condition("Stuck", ConditionStatus.TRUE, "InvalidPhoneNumber", message)
     state, more, recheck_at = _remediate(state, now, policy)
     if any(isinstance(a, ForceLogout) for a in more):
         message = f"connecting for more than {int(policy.stuck_after.total_seconds())} s without a code"
@@ -339,6 +357,27 @@ def _conditions(
         ready = ConditionStatus.TRUE if state.phase is Phase.CONNECTED else ConditionStatus.FALSE
         conditions = set_condition(conditions, "Ready", ready, str(state.phase), state.message, now)
     return set_condition(conditions, "Stuck", stuck.status, stuck.reason, stuck.message, now)
+
+
+def _phone_condition(
+    conditions: tuple[Condition, ...], policy: Policy, now: datetime.datetime
+) -> tuple[tuple[Condition, ...], list[Action]]:
+    """PhoneNumberValid: False while spec.phoneNumber cannot be normalised, with a Warning for each new
+    problem; True once it can. Absent until a number was first found wrong (no write per instance for
+    it), like DatabaseSynced. The problem names what is wrong, never the digits."""
+    old = next((c for c in conditions if c.type == PHONE_NUMBER_VALID), None)
+    if policy.phone_problem is None:
+        if old is None:
+            return conditions, []
+        return set_condition(conditions, PHONE_NUMBER_VALID, ConditionStatus.TRUE, "Valid", "", now), []
+    effect = "pairing by code waits until it is fixed" if policy.pairs_by_code else "the QR pairing goes on"
+    message = f"spec.phoneNumber is not a valid phone number ({policy.phone_problem}); {effect}"
+    if old is not None and (old.status, old.message) == (ConditionStatus.FALSE, message):
+        return conditions, []
+    conditions = set_condition(
+        conditions, PHONE_NUMBER_VALID, ConditionStatus.FALSE, "InvalidPhoneNumber", message, now
+    )
+    return conditions, [Event("Warning", "InvalidPhoneNumber", message)]
 
 
 def suspended(prev: InstanceState, now: datetime.datetime) -> InstanceState:

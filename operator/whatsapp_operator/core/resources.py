@@ -17,6 +17,7 @@ from whatsapp_operator import GROUP
 
 FINALIZER = f"{GROUP}/finalizer"
 PAIR_REQUESTED_ANNOTATION = f"{GROUP}/pair-requested-at"
+PAIRING_CODE = "pairingCode"  # spec.pairing.method: a code for spec.phoneNumber (the other is qrcode)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -138,6 +139,10 @@ class InstanceSpec:
         return self.key.namespace
 
     @property
+    def pairs_by_code(self) -> bool:
+        return self.pairing_method == PAIRING_CODE
+
+    @property
     def name(self) -> str:
         return self.key.name
 
@@ -164,7 +169,7 @@ class InstanceSpec:
             driver_name=str(spec.get("driverName") or ""),
             instance_name=str(spec.get("instanceName") or instance_name_for(driver_id)),
             server=sys.intern(str((spec.get("serverRef") or {}).get("name") or "default")),
-            pairing_method=sys.intern(str((spec.get("pairing") or {}).get("method") or "pairingCode")),
+            pairing_method=sys.intern(str((spec.get("pairing") or {}).get("method") or PAIRING_CODE)),
             notify=bool((spec.get("notifications") or {}).get("onDisconnect", True)),
             suspend=bool(spec.get("suspend", False)),
             retain=spec.get("deletionPolicy") == "Retain",

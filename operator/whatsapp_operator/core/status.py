@@ -13,11 +13,11 @@ import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from whatsapp_operator.core.machine import Condition, InstanceState
+from whatsapp_operator.core.machine import PHONE_NUMBER_VALID, Condition, InstanceState
 from whatsapp_operator.core.phases import Phase
 
 # Conditions the state machine owns; DatabaseSynced is the Postgres mirror's.
-MACHINE_CONDITIONS = frozenset({"Ready", "Probed", "Stuck"})
+MACHINE_CONDITIONS = frozenset({"Ready", "Probed", "Stuck", PHONE_NUMBER_VALID})
 DATABASE_SYNCED = "DatabaseSynced"
 
 

@@ -62,7 +62,20 @@ class Probe:
             notify_cooldown=self.notify_cooldown,
             notifications_enabled=t.spec.notify,
             notify_reconnected=self.spec.notify_reconnected,
+            phone_problem=self._phone_problem(t),
+            pairs_by_code=t.spec.pairs_by_code,
         )
+
+    def _phone_problem(self, t: Tracked) -> str | None:
+        """What is wrong with spec.phoneNumber (None: nothing), worked out once per number: parsing
+        costs more than the rest of a steady probe."""
+        phone = t.spec.phone
+        if t.phone_checked != phone:
+            t.phone_checked, t.phone_problem = phone, _problem(phone)
+        return t.phone_problem
+
+    def _pairing_blocked(self, t: Tracked) -> bool:
+        return t.spec.pairs_by_code and self._phone_problem(t) is not None
 
     async def __call__(self, t: Tracked) -> float | None:
         """Observe, decide, act, record. Returns the loop time of the next probe (None: none)."""
@@ -99,7 +112,9 @@ class Probe:
                 await self._ensure_created(t)
             if not t.webhook_checked:
                 await self._ensure_webhook(t)
-            if t.spec.pair_requested_at and t.spec.pair_requested_at != t.member.pair_handled:
+            # A request that cannot be answered now is answered once the number is fixed.
+            requested = bool(t.spec.pair_requested_at) and t.spec.pair_requested_at != t.member.pair_handled
+            if requested and not self._pairing_blocked(t):
                 answer = await self._start_pairing(t)
                 t.member.pair_handled = t.spec.pair_requested_at  # only once answered: a failed call is retried
                 return self._pairing_observation(t, answer)
@@ -126,9 +141,14 @@ class Probe:
             reason = await self._close_reason(t)
         return Observation(Outcome.STATE, state=state, reason=reason, code_valid_until=t.code.valid(now))
 
-    def _pairing_observation(self, t: Tracked, answer: QRCode | EvoState, *, same_socket: bool = False) -> Observation:
+    def _pairing_observation(
+        self, t: Tracked, answer: QRCode | EvoState | None, *, same_socket: bool = False
+    ) -> Observation:
         """Make sense of a connect answer: a code not seen before is a live pairing code, recorded
-        for the application; the same code again is stale."""
+        for the application; the same code again is stale. None: no connect was made (the instance
+        is closed, and the machine knows why from its policy)."""
+        if answer is None:
+            return Observation(Outcome.STATE, state=EvolutionState.CLOSE)
         if isinstance(answer, EvoState):
             state = answer.state
             return Observation(Outcome.STATE, state=state, reason=200 if state is EvolutionState.OPEN else None)
@@ -155,15 +175,6 @@ class Probe:
 
     # -- talking to Evolution -------------------------------------------------------------------
 
-    def _number(self, t: Tracked) -> str | None:
-        if t.spec.pairing_method != "pairingCode":
-            return None
-        try:
-            return evolution_number(normalize_phone(t.spec.phone))
-        except InvalidPhoneNumber as exc:
-            self.recorder.event(t, "Warning", "InvalidPhoneNumber", str(exc))
-            return None
-
     async def _ensure_created(self, t: Tracked) -> None:
         try:
             token = secrets.token_hex(16).upper()  # distinct per instance; the operator uses the global key
@@ -187,8 +198,15 @@ class Probe:
             logger.warning("setting the webhook of %s: %s", t.spec.instance_name, exc)
         t.webhook_checked = True
 
-    async def _start_pairing(self, t: Tracked) -> QRCode | EvoState:
-        return await self.client.connect(t.spec.instance_name, number=self._number(t))
+    async def _start_pairing(self, t: Tracked) -> QRCode | EvoState | None:
+        """Connect: with the driver's number when pairing by code, and not at all when that number is
+        unusable (Evolution would silently show a QR code instead)."""
+        if not t.spec.pairs_by_code:
+            return await self.client.connect(t.spec.instance_name)
+        if self._pairing_blocked(t):
+            return None
+        number = evolution_number(normalize_phone(t.spec.phone))
+        return await self.client.connect(t.spec.instance_name, number=number)
 
     # -- remediation ----------------------------------------------------------------------------
 
@@ -230,6 +248,14 @@ def _webhook(spec: ServerSpec, secret: str | None) -> WebhookSettings | None:
         return None
     headers = {"jwt_key": secret} if secret else {}
     return WebhookSettings(url=spec.webhook_url, events=WEBHOOK_EVENTS, headers=headers)
+
+
+def _problem(phone: str) -> str | None:
+    try:
+        normalize_phone(phone)
+    except InvalidPhoneNumber as exc:
+        return exc.problem  # what is wrong, without the digits
+    return None
 
 
 def failure_reason(exc: evo_errors.EvolutionError) -> str:

@@ -153,7 +153,10 @@ class Recorder:
         )
         if desired == member.written:
             return
-        patch = status_patch(member.written.render(), desired.render())
+        written = member.written.render()
+        if member.written.generation is None:  # no status of ours yet: an empty one reads as Pending
+            del written["phase"]  # but does not show it (an instance whose pairing waits stays Pending)
+        patch = status_patch(written, desired.render())
         if patch:
             try:
                 await self.kube.patch_status("whatsappinstances", spec.namespace, spec.name, patch)

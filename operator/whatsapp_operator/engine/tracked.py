@@ -18,6 +18,8 @@ class Tracked:
     exists: bool = False  # the Evolution instance is known to exist
     forced: bool = False  # the next recorded transition follows a forced logout
     webhook_checked: bool = False  # the Evolution instance's webhook is known to be ours, once per prober run
+    phone_checked: str | None = None  # the spec.phoneNumber `phone_problem` was worked out for
+    phone_problem: str | None = None  # what is wrong with it (None: nothing)
 
     @classmethod
     def of(cls, member: Member) -> Tracked:
