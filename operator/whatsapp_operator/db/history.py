@@ -34,7 +34,7 @@ _UNINFORMATIVE = frozenset(phase for phase, status in DB_STATUS.items() if statu
 
 _QUERY = sql.SQL(
     """
-    SELECT occurred_at, from_phase, to_phase, state, status_reason, forced, namespace, instance
+    SELECT occurred_at, from_phase, to_phase, state, status_reason, forced, namespace, instance, repaired
     FROM {table}
     WHERE driver_id = %(driver)s
       AND occurred_at >= COALESCE(
@@ -55,6 +55,7 @@ class Transition:
     reason: int | None = None
     forced: bool = False
     resource: str = ""  # namespace/name of the WhatsAppInstance
+    repaired: str | None = None  # a drift repair of the driver's row (same phase): what it held
 
 
 def uptime(transitions: Sequence[Transition], window_start: datetime, now: datetime) -> float | None:
@@ -89,8 +90,9 @@ def fetch_transitions(conn: psycopg.Connection, driver_id: str, since: datetime)
             reason=reason,
             forced=forced,
             resource=f"{namespace}/{instance}",
+            repaired=repaired,
         )
-        for occurred_at, from_phase, to_phase, state, reason, forced, namespace, instance in conn.execute(
+        for occurred_at, from_phase, to_phase, state, reason, forced, namespace, instance, repaired in conn.execute(
             _QUERY, params
         )
     ]
@@ -101,6 +103,10 @@ def format_report(driver_id: str, transitions: Sequence[Transition], now: dateti
         return f"no transitions recorded for driver {driver_id!r} in the last {WINDOWS[-1][0]}"
     lines = [f"driver {driver_id!r}:"]
     for t in transitions:
+        if t.repaired is not None:
+            stamp = t.occurred_at.isoformat(timespec="seconds")
+            lines.append(f"  {stamp}  {t.resource}  {t.to_phase}: row repaired ({t.repaired})")
+            continue
         lines.append(
             f"  {t.occurred_at.isoformat(timespec='seconds')}  {t.resource}  "
             f"{t.from_phase or '(new)'} -> {t.to_phase}  state={t.state or '-'}  "

@@ -28,6 +28,7 @@ from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.core.phases import DB_STATUS, Phase
 from whatsapp_operator.core.resources import InstanceKey
 from whatsapp_operator.db import connection, outbox
+from whatsapp_operator.db.app_table import AppTable, Drift, Expected
 from whatsapp_operator.db.connection import SCHEMA, connection_params, error_line
 from whatsapp_operator.db.sync import SYNCED, SyncReason, SyncStatus
 from whatsapp_operator.db.writes import (
@@ -36,15 +37,12 @@ from whatsapp_operator.db.writes import (
     PairingCode,
     PhaseChange,
     Queued,
+    Repair,
     Write,
     aware,
 )
 
 log = logging.getLogger(__name__)
-
-# Errors the application's table raises for one row (bad value, constraint, wrong column or type in
-# the configuration). Retrying cannot help, and they must not hold back the history row.
-_ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
 
 
 @dataclass(frozen=True)
@@ -108,14 +106,11 @@ class StatusMirror:
         self._idle.set()
         self._pool: AsyncConnectionPool | None = None
         self._worker: asyncio.Task[None] | None = None
-        table = sql.Identifier(self.settings.schema, self.settings.table)
-        self._exists_query = sql.SQL("SELECT 1 FROM {} WHERE {} = %s").format(
-            table, sql.Identifier(self.settings.id_column)
-        )
+        self.table = AppTable(self.settings)
         self._insert_transition = sql.SQL(
             "INSERT INTO {} (event_id, namespace, instance, evolution_instance, driver_id, from_phase,"
-            " to_phase, state, status_reason, forced, occurred_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
+            " to_phase, state, status_reason, forced, occurred_at, repaired)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
         ).format(sql.Identifier(SCHEMA, "transitions"))
 
     async def start(self) -> None:
@@ -194,6 +189,26 @@ class StatusMirror:
 
     def clear_pairing_code(self, *, key: InstanceKey, driver_id: str) -> None:
         self._enqueue(key, ClearPairingCode(driver_id))
+
+    async def find_drift(self, expected: list[Expected]) -> list[Drift]:
+        """The rows that disagree with `expected`, in one query; raises psycopg.Error while Postgres
+        is away (the caller tries again next round)."""
+        assert self._pool is not None
+        async with self._pool.connection(timeout=self.settings.connection_timeout_seconds) as conn:
+            return await self.table.drifted(conn, expected)
+
+    def repair(self, drift: Drift, at: datetime) -> None:
+        """Queue the rewrite of a row found drifted (only while no write of its own is queued)."""
+        e = drift.expected
+        namespace, name = e.key
+        write = Repair(
+            uuid.uuid4(), namespace, name, e.instance, e.driver_id, e.phase, e.status, e.no_code, drift.found(), at
+        )
+        self._enqueue(e.key, write)
+
+    def queued(self, key: InstanceKey) -> bool:
+        """Whether writes of this instance are waiting: its row is about to change anyway."""
+        return key in self._queues
 
     def sync_status(self, key: InstanceKey) -> SyncStatus:
         pending = len(self._queues.get(key, ()))
@@ -324,68 +339,42 @@ class StatusMirror:
 
         Returns what the driver's row looked like (None when the write does not touch it).
         """
-        settings = self.settings
+        settings, table = self.settings, self.table
         cleared: dict[str, object] = dict.fromkeys(settings.pairing_columns)
         async with conn.transaction():
             if isinstance(write, PairingCode):
                 fresh = (write.code, write.generated_at, write.expires_at)
                 code = dict(zip(settings.pairing_columns, fresh, strict=True))
-                return await self._update_row(conn, write.driver_id, code, count_attempt=True)
+                return (await table.update(conn, write.driver_id, code, count_attempt=True))[0]
             if isinstance(write, ClearPairingCode):
-                return await self._update_row(conn, write.driver_id, cleared)
+                return (await table.update(conn, write.driver_id, cleared))[0]
             if isinstance(write, NotificationDecided):
                 await outbox.insert(conn, write.notification)
                 return None
+            if isinstance(write, Repair):
+                return await self._repair(conn, write, cleared)
             values: dict[str, object] = {}
             if (status := DB_STATUS.get(write.to_phase)) is not None:
                 values[settings.status_column] = status
             if write.to_phase is Phase.CONNECTED:
                 values |= cleared
-            row = await self._update_row(conn, write.driver_id, values) if values else None
+            row = (await table.update(conn, write.driver_id, values))[0] if values else None
             w = write
             transition = (w.event_id, w.namespace, w.name, w.evolution_instance, w.driver_id, w.from_phase)
-            await conn.execute(self._insert_transition, (*transition, w.to_phase, w.state, w.reason, w.forced, w.at))
+            await conn.execute(
+                self._insert_transition, (*transition, w.to_phase, w.state, w.reason, w.forced, w.at, None)
+            )
             if write.notification is not None:
                 await outbox.insert(conn, write.notification)
             return row
 
-    async def _update_row(
-        self,
-        conn: psycopg.AsyncConnection,
-        driver_id: str,
-        values: dict[str, object],
-        *,
-        count_attempt: bool = False,
-    ) -> SyncStatus:
-        """Set `values` on the driver's row unless it already holds them; never insert a row.
-
-        The id travels as an untyped parameter, so Postgres reads it as the column's own type: text and
-        uuid ids both match literally and through the primary key index.
-        """
-        settings = self.settings
-        table = f"{settings.schema}.{settings.table}"
-        assignments = [sql.SQL("{} = %s").format(sql.Identifier(column)) for column in values]
-        if count_attempt:
-            attempts = sql.Identifier(settings.pairing_attempts_column)
-            assignments.append(sql.SQL("{0} = COALESCE({0}, 0) + 1").format(attempts))
-        query = sql.SQL("UPDATE {table} SET {assignments} WHERE {id} = %s AND ({changed}) RETURNING 1").format(
-            table=sql.Identifier(settings.schema, settings.table),
-            assignments=sql.SQL(", ").join(assignments),
-            id=sql.Identifier(settings.id_column),
-            changed=sql.SQL(" OR ").join(
-                sql.SQL("{} IS DISTINCT FROM %s").format(sql.Identifier(column)) for column in values
-            ),
-        )
-        try:
-            async with conn.transaction():  # a savepoint: a rejected row must not cost the history row
-                cursor = await conn.execute(query, [*values.values(), driver_id, *values.values()])
-                if await cursor.fetchone() is None:
-                    cursor = await conn.execute(self._exists_query, [driver_id])
-                    if await cursor.fetchone() is None:
-                        message = f"no row in {table} with {settings.id_column} = {driver_id!r}"
-                        return SyncStatus(False, SyncReason.DRIVER_ROW_MISSING, message)
-        except _ROW_ERRORS as exc:
-            # Only the error's class and code: its text can quote the row, pairing code included.
-            message = f"{table} rejected the write: {type(exc).__name__} (SQLSTATE {exc.sqlstate or '-'})"
-            return SyncStatus(False, SyncReason.DRIVER_ROW_REJECTED, message)
-        return SYNCED
+    async def _repair(self, conn: psycopg.AsyncConnection, w: Repair, cleared: dict[str, object]) -> SyncStatus:
+        values: dict[str, object] = dict(cleared) if w.clear_code else {}
+        if w.status is not None:
+            values[self.settings.status_column] = w.status
+        row, changed = await self.table.update(conn, w.driver_id, values)
+        if changed:  # the row may have been put right meanwhile: then there is nothing to record
+            transition = (w.event_id, w.namespace, w.name, w.evolution_instance, w.driver_id, w.phase, w.phase)
+            await conn.execute(self._insert_transition, (*transition, None, None, False, w.at, w.found))
+            log.info("%s/%s: repaired the driver's row (%s)", w.namespace, w.name, w.found)
+        return row

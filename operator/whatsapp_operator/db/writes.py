@@ -47,7 +47,24 @@ class NotificationDecided:
     notification: Notification
 
 
-Write = PhaseChange | PairingCode | ClearPairingCode | NotificationDecided
+@dataclass(frozen=True)
+class Repair:
+    """The driver's row disagreed with the operator's view (db.app_table.Drift): rewrite it, and keep
+    a history row that says what was found, if the rewrite changed anything."""
+
+    event_id: uuid.UUID
+    namespace: str
+    name: str
+    evolution_instance: str
+    driver_id: str
+    phase: Phase
+    status: str | None  # None: leave the status column alone
+    clear_code: bool
+    found: str
+    at: datetime
+
+
+Write = PhaseChange | PairingCode | ClearPairingCode | NotificationDecided | Repair
 
 
 @dataclass(frozen=True)

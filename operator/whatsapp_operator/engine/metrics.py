@@ -68,6 +68,11 @@ class Metrics:
         self.webhook_queue_oldest_age = Gauge(
             f"{PREFIX}_webhook_queue_oldest_age_seconds", "Age of the oldest queued webhook (0: none)", registry=r
         )
+        self.mirror_repairs = Counter(
+            f"{PREFIX}_db_mirror_repairs",
+            "Rows of the application's table rewritten because they disagreed with the operator",
+            registry=r,
+        )
         info = Gauge(f"{PREFIX}_build_info", "The operator's version", ["version"], registry=r)
         info.labels(version=_version()).set(1)
         for channel in CHANNELS:

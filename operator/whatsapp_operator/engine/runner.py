@@ -47,6 +47,11 @@ async def operate(
         runtime.mirror = StatusMirror(config.database_url, settings=config.mirror_settings(), on_sync=runtime.on_sync)
     if runtime.mirror is not None:
         await runtime.mirror.start()
+        if runtime.drift is None:
+            from whatsapp_operator.engine.drift import DriftRepair
+
+            runtime.drift = DriftRepair(runtime.mirror, runtime.probers.values, runtime.metrics.mirror_repairs.inc)
+            runtime.drift.start()
     if runtime.notifier is None:
         await runtime.start_notifier()
     runtime.metrics.watch(runtime)

@@ -25,6 +25,7 @@ from whatsapp_operator.webhooks.worker import RetryLater
 if TYPE_CHECKING:
     from whatsapp_operator.db.mirror import StatusMirror
     from whatsapp_operator.db.sync import SyncStatus
+    from whatsapp_operator.engine.drift import DriftRepair
     from whatsapp_operator.engine.webhook_service import WebhookService
     from whatsapp_operator.webhooks.inbox import Job
 
@@ -38,6 +39,7 @@ class Runtime:
     config: Config
     kube: KubeApi = dataclasses.field(default_factory=KubeApi)
     mirror: StatusMirror | None = None
+    drift: DriftRepair | None = None  # with a mirror: the rows that disagree, rewritten every round
     webhooks: WebhookService | None = None
     notifier: Notifier | None = None
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
@@ -59,6 +61,8 @@ class Runtime:
             await self._channels.close()
             if isinstance(self.notifier.store, Outbox):
                 await self.notifier.store.close()
+        if self.drift is not None:
+            await self.drift.stop()
         if self.mirror is not None:
             await self.mirror.stop()
 

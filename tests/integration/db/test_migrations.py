@@ -21,6 +21,7 @@ ALL_MIGRATIONS = [
     "0004_webhook_inbox",
     "0005_notifications",
     "0006_reconnected_notifications",
+    "0007_transition_repairs",
 ]
 PAIRING_COLUMNS = {
     "pairing_code": ("character varying", None),

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.integration.engine.test_operator_database import settle
+from tests.support.app_db import settle
 from tests.support.operator_harness import backends, condition, instance_manifest, wait_phase
 from whatsapp_operator.engine import runner, settings
 from whatsapp_operator.engine.runner import running
