@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 from psycopg import sql
@@ -69,7 +69,12 @@ class AppTable:
         self._id_type: str | None = None
 
     async def update(
-        self, conn: psycopg.AsyncConnection, driver_id: str, values: dict[str, object], *, count_attempt: bool = False
+        self,
+        conn: psycopg.AsyncConnection,
+        driver_id: str,
+        values: dict[str, object],
+        *,
+        count_attempt: Literal["first", "next"] | None = None,
     ) -> tuple[SyncStatus, bool]:
         """Set `values` on the driver's row unless it already holds them; never insert a row. Returns
         the row's verdict and whether anything was written.
@@ -78,9 +83,10 @@ class AppTable:
         uuid ids both match literally and through the primary key index.
         """
         assignments = [sql.SQL("{} = %s").format(sql.Identifier(column)) for column in values]
-        if count_attempt:
+        if count_attempt is not None:
             attempts = sql.Identifier(self.settings.pairing_attempts_column)
-            assignments.append(sql.SQL("{0} = COALESCE({0}, 0) + 1").format(attempts))
+            counted = "{0} = 1" if count_attempt == "first" else "{0} = COALESCE({0}, 0) + 1"
+            assignments.append(sql.SQL(counted).format(attempts))
         query = sql.SQL("UPDATE {table} SET {assignments} WHERE {id} = %s AND ({changed}) RETURNING 1").format(
             table=self._table,
             assignments=sql.SQL(", ").join(assignments),

@@ -25,6 +25,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from whatsapp_operator.core.notifications import Notification
+from whatsapp_operator.core.pairing import SOCKET_ENDED
 from whatsapp_operator.core.phases import DB_STATUS, Phase
 from whatsapp_operator.core.resources import InstanceKey
 from whatsapp_operator.db import connection, outbox
@@ -182,10 +183,18 @@ class StatusMirror:
         self._enqueue(key, NotificationDecided(notification))
 
     def record_pairing_code(
-        self, *, key: InstanceKey, driver_id: str, code: str, generated_at: datetime, expires_at: datetime
+        self,
+        *,
+        key: InstanceKey,
+        driver_id: str,
+        code: str,
+        generated_at: datetime,
+        expires_at: datetime,
+        first: bool = False,
     ) -> None:
-        """Queue a freshly obtained pairing code; the row's attempt count goes up once per code."""
-        self._enqueue(key, PairingCode(driver_id, code, aware(generated_at), aware(expires_at)))
+        """Queue a freshly obtained pairing code; the row's attempt count goes up once per code, and
+        is 1 again for the `first` code of a pairing attempt."""
+        self._enqueue(key, PairingCode(driver_id, code, aware(generated_at), aware(expires_at), first))
 
     def clear_pairing_code(self, *, key: InstanceKey, driver_id: str) -> None:
         self._enqueue(key, ClearPairingCode(driver_id))
@@ -345,7 +354,8 @@ class StatusMirror:
             if isinstance(write, PairingCode):
                 fresh = (write.code, write.generated_at, write.expires_at)
                 code = dict(zip(settings.pairing_columns, fresh, strict=True))
-                return (await table.update(conn, write.driver_id, code, count_attempt=True))[0]
+                count = "first" if write.first else "next"
+                return (await table.update(conn, write.driver_id, code, count_attempt=count))[0]
             if isinstance(write, ClearPairingCode):
                 return (await table.update(conn, write.driver_id, cleared))[0]
             if isinstance(write, NotificationDecided):
@@ -356,7 +366,7 @@ class StatusMirror:
             values: dict[str, object] = {}
             if (status := DB_STATUS.get(write.to_phase)) is not None:
                 values[settings.status_column] = status
-            if write.to_phase is Phase.CONNECTED:
+            if write.to_phase in SOCKET_ENDED:  # the code died with its socket, in the same transaction
                 values |= cleared
             row = (await table.update(conn, write.driver_id, values))[0] if values else None
             w = write

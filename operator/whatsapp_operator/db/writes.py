@@ -33,6 +33,7 @@ class PairingCode:
     code: str = field(repr=False)  # a credential: keep it out of any repr that reaches a log
     generated_at: datetime
     expires_at: datetime
+    first: bool = False  # the first code of a pairing attempt: the attempt count starts again
 
 
 @dataclass(frozen=True)

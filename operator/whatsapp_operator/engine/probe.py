@@ -155,9 +155,10 @@ class Probe:
         now = self.clock.now()
         secret = answer.pairing_code or answer.code
         if secret:
+            first = t.code.valid_until is None  # none seen yet, or the last died with its socket
             generated_at = t.code.see(secret, now, same_socket=same_socket)
             if generated_at is not None and answer.pairing_code:
-                self.recorder.pairing_code(t, answer.pairing_code, generated_at)
+                self.recorder.pairing_code(t, answer.pairing_code, generated_at, first=first)
         return Observation(Outcome.STATE, state=EvolutionState.CONNECTING, code_valid_until=t.code.valid(now))
 
     async def _close_reason(self, t: Tracked) -> int | None:
@@ -222,6 +223,7 @@ class Probe:
                     await self._until_closed(t)
                     t.forced = True
                     t.code.forget()
+                    self.recorder.code_died(t)
                     return self._pairing_observation(t, await self._start_pairing(t))
                 if isinstance(action, machine.Recreate):
                     await self._ensure_created(t)
@@ -267,4 +269,3 @@ def failure_reason(exc: evo_errors.EvolutionError) -> str:
     if isinstance(exc, evo_errors.EvolutionUnavailable):
         return "Unreachable"
     return type(exc).__name__
-

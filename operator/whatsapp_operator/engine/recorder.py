@@ -78,7 +78,7 @@ class Recorder:
             self.server_dirty = True  # the server's counts change
         if new.phase is not old.phase:
             if new.phase in SOCKET_ENDED:
-                t.code.forget()
+                t.code.forget()  # the mirror clears the row's code with the transition
             if self.mirror is not None:
                 self._mirror_transition(t, old, new, notification)
             t.forced = False
@@ -141,8 +141,6 @@ class Recorder:
             at=new.last_transition or self.clock.now(),  # the time `.status` shows for this change
             notification=notification,
         )
-        if new.phase is Phase.CONNECTED:
-            self.mirror.clear_pairing_code(key=spec.key, driver_id=spec.driver_id)
 
     async def write_status(self, t: Tracked) -> None:
         """PATCH what changed. A probe that found nothing new leaves every input of the status as it
@@ -178,8 +176,9 @@ class Recorder:
             self._background.add(task := asyncio.get_running_loop().create_task(self.write_status(t)))
             task.add_done_callback(self._background.discard)
 
-    def pairing_code(self, t: Tracked, code: str, generated_at: datetime.datetime) -> None:
-        """A new pairing code goes to the application's row, and nowhere else."""
+    def pairing_code(self, t: Tracked, code: str, generated_at: datetime.datetime, *, first: bool) -> None:
+        """A new pairing code goes to the application's row, and nowhere else; `first`: the first
+        code of a pairing attempt, which starts the row's attempt count again."""
         if self.mirror is not None and t.code.valid_until is not None:
             self.mirror.record_pairing_code(
                 key=t.spec.key,
@@ -187,7 +186,14 @@ class Recorder:
                 code=code,
                 generated_at=generated_at,
                 expires_at=t.code.valid_until,
+                first=first,
             )
+
+    def code_died(self, t: Tracked) -> None:
+        """A forced logout ended the socket that showed the row's code: the code goes from the row
+        before the new socket's first code (the phase, unchanged, records nothing that would)."""
+        if self.mirror is not None:
+            self.mirror.clear_pairing_code(key=t.spec.key, driver_id=t.spec.driver_id)
 
     def event(self, t: Tracked, type: str, reason: str, message: str) -> None:
         kopf.event(t.spec.body, type=type, reason=reason, message=message)
