@@ -16,7 +16,7 @@ from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.core import machine
 from whatsapp_operator.core.machine import Observation, Outcome
 from whatsapp_operator.core.pairing import Move, move_after
-from whatsapp_operator.core.phases import EvolutionState
+from whatsapp_operator.core.phases import EvolutionState, Phase
 from whatsapp_operator.core.phone import InvalidPhoneNumber, evolution_number, normalize_phone
 from whatsapp_operator.core.resources import ServerSpec
 from whatsapp_operator.engine.metrics import ServerMetrics
@@ -30,7 +30,8 @@ from whatsapp_operator.evolution.models import QRCode, WebhookSettings
 logger = logging.getLogger(__name__)
 
 LOGOUT_POLLS, LOGOUT_POLL_SECONDS = 10, 0.3
-WEBHOOK_EVENTS = ("CONNECTION_UPDATE", "QRCODE_UPDATED", "STATUS_INSTANCE")
+WEBHOOK_EVENTS = ("CONNECTION_UPDATE", "QRCODE_UPDATED", "STATUS_INSTANCE", "LOGOUT_INSTANCE", "REMOVE_INSTANCE")
+CLOSER_LOOK_SECONDS = 2.0  # between the follow-up probes after a logout or removal webhook
 
 
 class Probe:
@@ -92,6 +93,9 @@ class Probe:
         if follow_up is not None:
             decision = await self._decide(t, follow_up)
         interval_at = self.clock.monotonic() + self.spec.probe_interval
+        if t.closer_look:  # a logout or removal under way: look again soon
+            t.closer_look -= 1
+            interval_at = min(interval_at, self.clock.monotonic() + CLOSER_LOOK_SECONDS)
         if decision.recheck_at is None:
             return interval_at
         # A little after the deadline, so that the deadline has really passed when we look.
@@ -107,6 +111,13 @@ class Probe:
     # -- observing ------------------------------------------------------------------------------
 
     async def observe(self, t: Tracked) -> Observation:
+        # A webhook's news (webhooks.news: the QR limit's refusal), unless the phase changed since it was
+        # received to anything but the close it caused (the driver paired again).
+        if t.news is not None:
+            (news, received_at), t.news = t.news, None
+            last = t.state.last_transition
+            if received_at is None or last is None or received_at >= last or t.state.phase is Phase.DISCONNECTED:
+                return news
         try:
             if not t.exists:
                 await self._ensure_created(t)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.core.breaker import BreakerState, CircuitBreaker
-from whatsapp_operator.core.machine import stuck
+from whatsapp_operator.core.machine import Observation, stuck
 from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.resources import InstanceKey, ServerSpec
@@ -45,6 +45,7 @@ BATCH_SECONDS = 0.05
 # loads, every instance tracked marks it out of date.
 SERVER_STATUS_SECONDS = 1.0
 EXHAUSTED = "RemediationExhausted"  # the Stuck condition's reason once the logout budget is spent
+CLOSER_LOOKS = 3  # follow-up probes after a logout or removal webhook (engine.probe: seconds apart)
 
 
 class ServerProber:
@@ -147,6 +148,19 @@ class ServerProber:
     def probe_soon(self, key: InstanceKey) -> None:
         """Something happened to this instance (a webhook): do not wait for its next tick."""
         if key in self.tracked:
+            self._pull(key, self.clock.monotonic())
+
+    def news(self, key: InstanceKey, observation: Observation, received_at: datetime.datetime | None) -> None:
+        """A webhook said what a probe cannot see: the next probe, at once, takes it as its observation
+        (engine.probe drops it if the phase changed after it was received)."""
+        if (t := self.tracked.get(key)) is not None:
+            t.news = (observation, received_at)
+            self._pull(key, self.clock.monotonic())
+
+    def look_closer(self, key: InstanceKey) -> None:
+        """Evolution is about to log the instance out or remove it: probe now and a few times more."""
+        if (t := self.tracked.get(key)) is not None:
+            t.closer_look = CLOSER_LOOKS
             self._pull(key, self.clock.monotonic())
 
     def database_synced(self, key: InstanceKey, status: str, reason: str, message: str) -> None:

@@ -20,6 +20,7 @@ from whatsapp_operator.engine.notifier import MemoryOutbox, Notifier, NotifierSe
 from whatsapp_operator.engine.prober import ServerProber
 from whatsapp_operator.engine.settings import Config
 from whatsapp_operator.kube import KubeApi
+from whatsapp_operator.webhooks.news import CLOSER_LOOK, news
 from whatsapp_operator.webhooks.worker import RetryLater
 
 if TYPE_CHECKING:
@@ -165,10 +166,17 @@ class Runtime:
         for key, owner in zip(keys, owners, strict=True):
             if owner is None or key not in owner.tracked:
                 raise RetryLater(f"the EvolutionServer of {key} is not being probed yet")
+        observation = news(job.event, job.payload)
         for key, owner in zip(keys, owners, strict=True):
             assert owner is not None
-            owner.probe_soon(key)
-        return "probed soon: " + ", ".join(map(str, keys))
+            if observation is not None:
+                owner.news(key, observation, job.received_at)
+            elif job.event in CLOSER_LOOK:
+                owner.look_closer(key)
+            else:
+                owner.probe_soon(key)
+        done = "taken as news" if observation else "looked at closely" if job.event in CLOSER_LOOK else "probed soon"
+        return f"{done}: " + ", ".join(map(str, keys))
 
     def _owner(self, key: InstanceKey) -> ServerProber | None:
         member = self.fleet.get(key)

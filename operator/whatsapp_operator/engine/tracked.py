@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 
-from whatsapp_operator.core.machine import InstanceState
+from whatsapp_operator.core.machine import InstanceState, Observation
 from whatsapp_operator.core.pairing import CodeWatch
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.resources import InstanceSpec
@@ -20,6 +21,10 @@ class Tracked:
     webhook_checked: bool = False  # the Evolution instance's webhook is known to be ours, once per prober run
     phone_checked: str | None = None  # the spec.phoneNumber `phone_problem` was worked out for
     phone_problem: str | None = None  # what is wrong with it (None: nothing)
+    # A webhook's news and when it was received, taken by the next probe instead of a look unless
+    # the phase changed since (webhooks.news).
+    news: tuple[Observation, datetime.datetime | None] | None = None
+    closer_look: int = 0  # follow-up probes still due seconds apart (a logout or removal under way)
 
     @classmethod
     def of(cls, member: Member) -> Tracked:

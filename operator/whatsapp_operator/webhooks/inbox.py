@@ -34,6 +34,7 @@ class Job:
     instance: str
     payload: dict[str, Any]
     attempts: int  # including the one just started
+    received_at: datetime.datetime | None = None  # on the operator's clock
 
 
 class Inbox(PooledStore):
@@ -60,7 +61,7 @@ class Inbox(PooledStore):
             f"UPDATE {TABLE} AS t SET attempts = t.attempts + 1, next_attempt_at = %s"
             f" WHERE t.id IN (SELECT id FROM {TABLE} WHERE status = 'queued' AND next_attempt_at <= %s"
             "  ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
-            " RETURNING t.id, t.event, t.instance, t.payload, t.attempts",
+            " RETURNING t.id, t.event, t.instance, t.payload, t.attempts, t.received_at",
             (now + lease, now, limit),
         )
         return sorted((Job(**row) for row in rows), key=lambda job: job.id)

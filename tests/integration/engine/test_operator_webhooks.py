@@ -48,8 +48,10 @@ async def test_a_disconnection_lands_by_webhook_in_status_and_database(pg_url: s
         rows = inbox(pg_url, "maria")
         delivered = [d for d in sim.deliveries if d.instance == "maria" and d.ok]
         assert len(rows) == len({(d.event, d.payload["date_time"], str(d.payload["data"])) for d in delivered})
-        assert {row["event"] for row in rows} == {"connection.update", "qrcode.updated", "status.instance"}
-        assert {row["result"] for row in rows} == {"probed soon: default/maria"}
+        events = {"connection.update", "qrcode.updated", "status.instance", "logout.instance"}
+        assert {row["event"] for row in rows} == events
+        results = {"probed soon: default/maria", "looked at closely: default/maria"}
+        assert {row["result"] for row in rows} == results
         assert {row["attempts"] for row in rows} == {1}
         assert all(d.status == 200 for d in sim.deliveries)  # nothing refused, nothing retried
 
@@ -90,3 +92,42 @@ async def test_events_about_unmanaged_instances_are_stored_and_ignored(pg_url: s
         rows = inbox(pg_url, "sender")
         assert {row["result"] for row in rows} == {"ignored: no WhatsAppInstance uses Evolution instance 'sender'"}
         assert await kube.list("whatsappinstances") == []
+
+
+async def test_the_qr_limit_webhook_leaves_reason_428_in_status_history_and_no_code(pg_url: str) -> None:
+    """Evolution's API says `close` without a reason after the QR limit: only its `refused` webhook says 428."""
+    query(pg_url, "INSERT INTO usuarios (id, nome) VALUES ('rita', 'Rita')")
+    spec = {"probe": {"intervalSeconds": INTERVAL}}
+    async with environment(database_url=pg_url, webhooks=True, **spec) as (kube, sim, _):
+        await kube.create(instance_manifest("rita"))
+        await wait_phase(kube, "rita", "Pairing", within=WITHIN)
+        await eventually(lambda: query(pg_url, "SELECT pairing_code FROM usuarios")[0]["pairing_code"], within=WITHIN)
+        sim.act("rita", "qr_limit")
+        obj = await wait_phase(kube, "rita", "Disconnected", within=WITHIN)
+        assert (obj["status"]["state"], obj["status"]["statusReason"]) == ("refused", 428)
+
+        def history() -> list[dict[str, Any]]:
+            return query(pg_url, "SELECT to_phase, state, status_reason FROM whatsapp_operator.transitions")
+
+        await eventually(lambda: history()[-1]["to_phase"] == "Disconnected", within=WITHIN)
+        assert history()[-1] == {"to_phase": "Disconnected", "state": "refused", "status_reason": 428}
+        (row,) = query(pg_url, "SELECT whatsapp_status, pairing_code, pairing_code_expires_at FROM usuarios")
+        assert row == {"whatsapp_status": "disconnected", "pairing_code": None, "pairing_code_expires_at": None}
+
+
+async def test_a_removal_lands_by_webhook_although_evolution_removes_after_it_is_delivered(pg_url: str) -> None:
+    """REMOVE_INSTANCE arrives while the instance still exists (Evolution removes it once the webhook is
+    delivered): the operator looks again seconds later, not at the next tick ten minutes on."""
+    query(pg_url, "INSERT INTO usuarios (id, nome) VALUES ('tito', 'Tito')")
+    spec = {"probe": {"intervalSeconds": INTERVAL}}
+    async with environment(database_url=pg_url, webhooks=True, **spec) as (kube, sim, _):
+        await connected(kube, sim, "tito")
+        sim.delete(sim.instances["tito"])
+
+        def phases() -> list[str]:
+            return [r["to_phase"] for r in query(pg_url, "SELECT to_phase FROM whatsapp_operator.transitions")]
+
+        await eventually(lambda: "NotFound" in phases(), within=WITHIN)
+        assert phases()[-3:-1] == ["LoggedOut", "NotFound"] or phases()[-2:] == ["LoggedOut", "NotFound"]
+        removals = [r for r in inbox(pg_url, "tito") if r["event"] == "remove.instance"]
+        assert [r["result"] for r in removals] == ["looked at closely: default/tito"]

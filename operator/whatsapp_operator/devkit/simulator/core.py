@@ -209,8 +209,9 @@ class Simulator:
         delivery = self.emit(instance, "remove.instance", None)
         if delivery is None:
             self.forget(instance)
-        else:
-            delivery.add_done_callback(lambda _: self.forget(instance))
+        else:  # the cleanup runs once the webhook is delivered, and takes a moment
+            removal = self.timings.removal_delay
+            delivery.add_done_callback(lambda _: self.loop.call_later(removal, self.forget, instance))
 
     def forget(self, instance: SimInstance) -> None:
         """Drop an instance from memory, silently (vanish, end of delete, failed create)."""

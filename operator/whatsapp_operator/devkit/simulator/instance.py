@@ -81,6 +81,7 @@ class Timings:
     first_qr_delay: float = 1.0  # socket start -> first QR (pairing code included)
     reconnect_delay: float = 3.0  # a paired socket's reconnect -> open
     logout_delay: float = 0.2  # logout answers first; the 401 close follows (fire and forget)
+    removal_delay: float = 0.5  # REMOVE_INSTANCE delivered -> the instance's rows deleted (its cleanup)
     connect_wait: float = 2.0  # GET connect sleeps this long after starting a socket
     create_qr_wait: float = 5.0  # create with qrcode:true sleeps this long
 
