@@ -7,6 +7,7 @@ as one array of that type, so the comparison joins through the table's primary k
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 # the configuration). Retrying cannot help, and they must not hold back the history row.
 ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
 
+log = logging.getLogger(__name__)
 _INTEGERS = frozenset({"smallint", "integer", "bigint"})
 
 
@@ -67,6 +69,7 @@ class AppTable:
         self._id = sql.Identifier(settings.id_column)
         self._exists = sql.SQL("SELECT 1 FROM {} WHERE {} = %s").format(self._table, self._id)
         self._id_type: str | None = None
+        self._code_columns: tuple[str, ...] | None = None
 
     async def update(
         self,
@@ -109,6 +112,21 @@ class AppTable:
             message = f"{self.name} rejected the write: {type(exc).__name__} (SQLSTATE {exc.sqlstate or '-'})"
             return SyncStatus(False, SyncReason.DRIVER_ROW_REJECTED, message), False
         return SYNCED, False
+
+    async def code_columns(self, conn: psycopg.AsyncConnection) -> tuple[str, ...]:
+        """The pairing code's columns (code, made, expires), and the QR code's if the table has it:
+        an application that pairs by code only need not add it. Looked up once."""
+        if self._code_columns is None:
+            s = self.settings
+            cursor = await conn.execute(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s AND NOT attisdropped",
+                (self._table.as_string(conn), s.qr_code_column),
+            )
+            qr = () if await cursor.fetchone() is None else (s.qr_code_column,)
+            if not qr:
+                log.info("%s has no column %s: QR codes are not written there", self.name, s.qr_code_column)
+            self._code_columns = s.pairing_columns + qr
+        return self._code_columns
 
     async def drifted(self, conn: psycopg.AsyncConnection, expected: Sequence[Expected]) -> list[Drift]:
         """The rows among `expected`'s that disagree with it, in one query. Ids that cannot be the

@@ -58,6 +58,7 @@ class MirrorSettings:
     pairing_generated_at_column: str = "pairing_code_generated_at"
     pairing_expires_at_column: str = "pairing_code_expires_at"
     pairing_attempts_column: str = "pairing_code_attempts"
+    qr_code_column: str = "pairing_qr_code"  # optional: the table may not have it (db.app_table)
     retry_base_seconds: float = 0.5
     retry_max_seconds: float = 30.0
     pool_max_size: int = 4
@@ -187,14 +188,15 @@ class StatusMirror:
         *,
         key: InstanceKey,
         driver_id: str,
-        code: str,
+        code: str | None,
         generated_at: datetime,
         expires_at: datetime,
         first: bool = False,
+        qr: str | None = None,
     ) -> None:
-        """Queue a freshly obtained pairing code; the row's attempt count goes up once per code, and
-        is 1 again for the `first` code of a pairing attempt."""
-        self._enqueue(key, PairingCode(driver_id, code, aware(generated_at), aware(expires_at), first))
+        """Queue a freshly obtained pairing code (None pairing by QR, with the QR's payload `qr`); the
+        row's attempt count goes up once per code, and is 1 again for the `first` of an attempt."""
+        self._enqueue(key, PairingCode(driver_id, code, aware(generated_at), aware(expires_at), first, qr))
 
     def clear_pairing_code(self, *, key: InstanceKey, driver_id: str) -> None:
         self._enqueue(key, ClearPairingCode(driver_id))
@@ -349,11 +351,11 @@ class StatusMirror:
         Returns what the driver's row looked like (None when the write does not touch it).
         """
         settings, table = self.settings, self.table
-        cleared: dict[str, object] = dict.fromkeys(settings.pairing_columns)
+        cleared: dict[str, object] = dict.fromkeys(await table.code_columns(conn))
         async with conn.transaction():
             if isinstance(write, PairingCode):
-                fresh = (write.code, write.generated_at, write.expires_at)
-                code = dict(zip(settings.pairing_columns, fresh, strict=True))
+                fresh = (write.code, write.generated_at, write.expires_at, write.qr)
+                code = dict(zip(cleared, fresh, strict=False))
                 count = "first" if write.first else "next"
                 return (await table.update(conn, write.driver_id, code, count_attempt=count))[0]
             if isinstance(write, ClearPairingCode):

@@ -30,10 +30,11 @@ class PhaseChange:
 @dataclass(frozen=True)
 class PairingCode:
     driver_id: str
-    code: str = field(repr=False)  # a credential: keep it out of any repr that reaches a log
+    code: str | None = field(repr=False)  # a credential: keep it out of any repr that reaches a log
     generated_at: datetime
     expires_at: datetime
     first: bool = False  # the first code of a pairing attempt: the attempt count starts again
+    qr: str | None = field(default=None, repr=False)  # qrcode pairing: the QR's payload, a credential too
 
 
 @dataclass(frozen=True)

@@ -168,8 +168,9 @@ class Probe:
         if secret:
             first = t.code.valid_until is None  # none seen yet, or the last died with its socket
             generated_at = t.code.see(secret, now, same_socket=same_socket)
-            if generated_at is not None and answer.pairing_code:
-                self.recorder.pairing_code(t, answer.pairing_code, generated_at, first=first)
+            if generated_at is not None and (answer.pairing_code or not t.spec.pairs_by_code):
+                qr = None if t.spec.pairs_by_code else answer.code  # what the app renders as the QR
+                self.recorder.pairing_code(t, answer.pairing_code, generated_at, first=first, qr=qr)
         return Observation(Outcome.STATE, state=EvolutionState.CONNECTING, code_valid_until=t.code.valid(now))
 
     async def _close_reason(self, t: Tracked) -> int | None:

@@ -176,9 +176,11 @@ class Recorder:
             self._background.add(task := asyncio.get_running_loop().create_task(self.write_status(t)))
             task.add_done_callback(self._background.discard)
 
-    def pairing_code(self, t: Tracked, code: str, generated_at: datetime.datetime, *, first: bool) -> None:
-        """A new pairing code goes to the application's row, and nowhere else; `first`: the first
-        code of a pairing attempt, which starts the row's attempt count again."""
+    def pairing_code(
+        self, t: Tracked, code: str | None, generated_at: datetime.datetime, *, first: bool, qr: str | None = None
+    ) -> None:
+        """A new pairing code (or, pairing by QR, the QR's payload) goes to the application's row, and
+        nowhere else; `first`: the first code of a pairing attempt, which starts the count again."""
         if self.mirror is not None and t.code.valid_until is not None:
             self.mirror.record_pairing_code(
                 key=t.spec.key,
@@ -187,6 +189,7 @@ class Recorder:
                 generated_at=generated_at,
                 expires_at=t.code.valid_until,
                 first=first,
+                qr=qr,
             )
 
     def code_died(self, t: Tracked) -> None:

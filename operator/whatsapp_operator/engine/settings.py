@@ -50,6 +50,7 @@ class Config:
     app_pairing_generated_at_column: str = _APP.pairing_generated_at_column
     app_pairing_expires_at_column: str = _APP.pairing_expires_at_column
     app_pairing_attempts_column: str = _APP.pairing_attempts_column
+    app_qr_code_column: str = _APP.qr_code_column
 
     def mirror_settings(self) -> MirrorSettings:
         return dataclasses.replace(
@@ -62,6 +63,7 @@ class Config:
             pairing_generated_at_column=self.app_pairing_generated_at_column,
             pairing_expires_at_column=self.app_pairing_expires_at_column,
             pairing_attempts_column=self.app_pairing_attempts_column,
+            qr_code_column=self.app_qr_code_column,
         )
 
 
@@ -186,6 +188,7 @@ SETTINGS: tuple[Setting, ...] = (
     _column("app_pairing_generated_at_column", "--app-pairing-generated-at-column", "pairing code creation column"),
     _column("app_pairing_expires_at_column", "--app-pairing-expires-at-column", "pairing code expiry column"),
     _column("app_pairing_attempts_column", "--app-pairing-attempts-column", "pairing attempts counter column"),
+    _column("app_qr_code_column", "--app-qr-code-column", "QR code column (qrcode pairing; unused if absent)"),
 )
 
 

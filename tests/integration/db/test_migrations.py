@@ -22,6 +22,7 @@ ALL_MIGRATIONS = [
     "0005_notifications",
     "0006_reconnected_notifications",
     "0007_transition_repairs",
+    "0008_usuarios_qr_code",
 ]
 PAIRING_COLUMNS = {
     "pairing_code": ("character varying", None),

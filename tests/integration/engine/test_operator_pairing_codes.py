@@ -55,3 +55,33 @@ async def test_logged_out_while_pairing_leaves_no_code_in_the_row(pg_url: str) -
         row = db.row("hana")
         assert (row["pairing_code"], row["pairing_code_generated_at"], row["pairing_code_expires_at"]) == (None,) * 3
         assert row["whatsapp_status"] == "disconnected"
+
+
+async def test_pairing_by_qr_puts_the_current_qr_in_its_own_column_until_it_dies(pg_url: str) -> None:
+    db = Usuarios(pg_url)
+    db.add("iara")
+    async with environment(database_url=pg_url) as (kube, sim, operator):
+        await kube.create(instance_manifest("iara", pairing={"method": "qrcode"}))
+        await wait_phase(kube, "iara", "Pairing")
+        await settle(operator)
+        row = db.row("iara")
+        qrs = [sim.instances["iara"].qr["code"]]
+        assert row["pairing_qr_code"] == qrs[0], "the QR Evolution shows now"
+        assert row["pairing_code"] is None
+        assert row["pairing_code_expires_at"] is not None
+        assert row["pairing_code_attempts"] == 1
+        await asyncio.sleep(50)  # Evolution replaces the QR after 45 s
+        await settle(operator)
+        qrs.append(sim.instances["iara"].qr["code"])
+        assert db.row("iara")["pairing_qr_code"] == qrs[1] != qrs[0]
+        assert db.row("iara")["pairing_code_attempts"] == 2
+
+        sim.act("iara", "pair")
+        await wait_phase(kube, "iara", "Connected")
+        await settle(operator)
+        row = db.row("iara")
+        assert (row["pairing_qr_code"], row["pairing_code_expires_at"]) == (None, None)
+        assert row["whatsapp_status"] == "connected"
+        for version in kube.emulator.objects[kube.emulator.resolve("whatsappinstances").ref, "default", "iara"].history:
+            assert not any(qr in str(version) for qr in qrs), "a QR payload reached the resource"
+        assert not any(qr in str(event) for event in kube.emulator.events(name="iara") for qr in qrs)
