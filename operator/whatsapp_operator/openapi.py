@@ -13,20 +13,32 @@ from whatsapp_operator.webhooks.envelope import MAX_INSTANCE_NAME
 
 VERSION = "1.0.0"
 REF = "#/components/"
+JSON = "application/json"
+EVENT_PATTERN = r"^[a-z]+(?:[._-][a-z]+)*$"  # an event name, as webhooks.envelope checks it
+
+
+HEADERS: dict[str, Any] = {
+    "Cache-Control": {"description": "always no-store", "schema": {"type": "string", "enum": ["no-store"]}},
+    "Retry-After": {"description": "seconds to wait before asking again", "schema": {"type": "integer"}},
+    "WWW-Authenticate": {"description": "Bearer (RFC 6750)", "schema": {"type": "string"}},
+}
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:
     return {"$ref": f"{REF}{kind}/{name}"}
 
 
-def _json(schema: str, description: str, *headers: str) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": _ref("schemas", schema)}},
-    }
+def _json(schema: str, description: str, **headers: bool) -> dict[str, Any]:
+    """A JSON answer; `headers`: its headers (`Retry_After` for Retry-After), True when always there."""
+    answer: dict[str, Any] = {"description": description, "content": {JSON: {"schema": _ref("schemas", schema)}}}
     if headers:
-        answer["headers"] = {name: _ref("headers", name) for name in headers}
+        answer["headers"] = dict(_header(name, required) for name, required in headers.items())
     return answer
+
+
+def _header(name: str, required: bool) -> tuple[str, dict[str, Any]]:
+    name = name.replace("_", "-")
+    return name, HEADERS[name] | {"required": required}
 
 
 SCHEMAS: dict[str, Any] = {
@@ -70,17 +82,15 @@ SCHEMAS: dict[str, Any] = {
     },
     "WebhookEnvelope": {
         "type": "object",
-        "description": "Evolution's webhook envelope; `connection.update` needs `data.state`.",
+        "description": "Evolution's webhook envelope; `connection.update` needs `data.state`. Other fields"
+        " (destination, sender, apikey, ...) are taken as they come.",
         "required": ["event", "instance"],
         "properties": {
-            "event": {"type": "string", "example": "connection.update"},
+            "event": {"type": "string", "pattern": EVENT_PATTERN, "example": "connection.update"},
             "instance": {"type": "string", "minLength": 1, "maxLength": MAX_INSTANCE_NAME},
-            "data": {},
-            "destination": {"type": "string"},
-            "date_time": {"type": "string"},
-            "sender": {"type": "string"},
-            "server_url": {"type": "string"},
-            "apikey": {"type": "string", "nullable": True},
+            "data": {"description": "the event's data; for connection.update an object with `state`"},
+            "date_time": {"description": "when Evolution sent it (a string; part of the event's identity)"},
+            "server_url": {"description": "Evolution's URL (a string)"},
         },
     },
     "WebhookTaken": {
@@ -92,12 +102,6 @@ SCHEMAS: dict[str, Any] = {
             "ignored": {"type": "string"},
         },
     },
-}
-
-HEADERS: dict[str, Any] = {
-    "Cache-Control": {"description": "always no-store", "schema": {"type": "string", "enum": ["no-store"]}},
-    "Retry-After": {"description": "seconds to wait before asking again", "schema": {"type": "integer"}},
-    "WWW-Authenticate": {"description": "Bearer (RFC 6750)", "schema": {"type": "string"}},
 }
 
 SECURITY_SCHEMES: dict[str, Any] = {
@@ -117,7 +121,6 @@ SECURITY_SCHEMES: dict[str, Any] = {
 
 
 def _status_path() -> dict[str, Any]:
-    no_store = "Cache-Control"
     return {
         "get": {
             "operationId": "getDriverWhatsappStatus",
@@ -133,15 +136,15 @@ def _status_path() -> dict[str, Any]:
                 }
             ],
             "responses": {
-                "200": _json("DriverStatus", "the driver's status", no_store),
-                "401": _json("Error", "no bearer token, or a wrong one", no_store, "WWW-Authenticate"),
-                "404": _json("Error", "no WhatsAppInstance has this driverId", no_store),
-                "409": _json("Error", "two or more WhatsAppInstances have this driverId", no_store),
+                "200": _json("DriverStatus", "the driver's status", Cache_Control=True),
+                "401": _json("Error", "no bearer token, or a wrong one", Cache_Control=True, WWW_Authenticate=True),
+                "404": _json("Error", "no WhatsAppInstance has this driverId", Cache_Control=True),
+                "409": _json("Error", "two or more WhatsAppInstances have this driverId", Cache_Control=True),
                 "503": _json(
                     "Error",
                     "not configured (no Retry-After), the token cannot be read yet, or this replica is a standby",
-                    no_store,
-                    "Retry-After",
+                    Cache_Control=True,
+                    Retry_After=False,
                 ),
             },
         }
@@ -157,7 +160,8 @@ def _openapi_path() -> dict[str, Any]:
             "responses": {
                 "200": {
                     "description": "the OpenAPI document",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+                    "content": {JSON: {"schema": {"type": "object"}}},
+                    "headers": dict([_header("Cache-Control", True)]),
                 }
             },
         }
@@ -182,14 +186,16 @@ def _webhook_operation(operation_id: str, with_event: bool) -> dict[str, Any]:
             **({"parameters": parameters} if with_event else {}),
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": _ref("schemas", "WebhookEnvelope")}},
+                "content": {JSON: {"schema": _ref("schemas", "WebhookEnvelope")}},
             },
             "responses": {
                 "200": _json("WebhookTaken", "stored, or ignored (an event the operator does not act on)"),
                 "400": _json("Error", "not a webhook the operator can take (Evolution does not retry it)"),
                 "401": _json("Error", "no valid credentials"),
                 "413": _json("Error", f"the body exceeds {receiver.MAX_BODY_BYTES} bytes"),
-                "503": _json("Error", "Postgres cannot store it now, or no webhook secret is known yet", "Retry-After"),
+                "503": _json(
+                    "Error", "Postgres cannot store it now, or no webhook secret is known yet", Retry_After=True
+                ),
             },
         }
     }
