@@ -12,6 +12,7 @@ import datetime
 import logging
 import socket
 import ssl
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -32,7 +33,7 @@ class KubeError(Exception):
 
 
 class SecretMissing(KubeError):
-    """The referenced Secret or key does not exist."""
+    """The referenced Secret or key does not exist, or its value is not text."""
 
 
 class KubeApi:
@@ -89,16 +90,26 @@ class KubeApi:
             raise KubeError(f"{method} {path}: {type(exc).__name__}") from exc
 
     async def read_secret(self, namespace: str, name: str, key: str) -> str:
+        return (await self.read_secret_keys(namespace, name, (key,), required=key))[key]
+
+    async def read_secret_keys(
+        self, namespace: str, name: str, keys: Iterable[str], *, required: str | None = None
+    ) -> dict[str, str]:
+        """Those of `keys` the Secret has, decoded, without surrounding whitespace (a file's last
+        newline); SecretMissing if it lacks `required`."""
         try:
             secret = await self._request("GET", f"api/v1/namespaces/{namespace}/secrets/{name}")
         except KubeError as exc:
             if exc.status == 404:
                 raise SecretMissing(f"Secret {namespace}/{name} does not exist", 404) from exc
             raise
-        encoded = (secret.get("data") or {}).get(key)
-        if encoded is None:
-            raise SecretMissing(f"Secret {namespace}/{name} has no key {key!r}", 404)
-        return base64.b64decode(encoded).decode().strip()
+        data = secret.get("data") or {}
+        if required is not None and required not in data:
+            raise SecretMissing(f"Secret {namespace}/{name} has no key {required!r}", 404)
+        try:
+            return {key: base64.b64decode(data[key]).decode().strip() for key in keys if key in data}
+        except ValueError:  # not base64, or not UTF-8
+            raise SecretMissing(f"Secret {namespace}/{name} holds a value that is not text", 404) from None
 
     async def read_configmap(self, namespace: str, name: str) -> dict[str, str]:
         configmap = await self._request("GET", f"api/v1/namespaces/{namespace}/configmaps/{name}")

@@ -10,10 +10,17 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
+from whatsapp_operator.devkit.manifests import (
+    NAMESPACE,
+    STATUS_API_SECRET,
+    secret_manifest,
+    server_manifest,
+    status_api_secret_manifest,
+    webhook_spec,
+)
 from whatsapp_operator.devkit.manifests import instance_manifest as instance_manifest
 from whatsapp_operator.devkit.manifests import phase_changes as phase_changes
 from whatsapp_operator.devkit.manifests import phases_seen as phases_seen
-from whatsapp_operator.devkit.manifests import secret_manifest, server_manifest, webhook_spec
 from whatsapp_operator.devkit.manifests import statuses_seen as statuses_seen
 from whatsapp_operator.devkit.simulator import Simulator
 from whatsapp_operator.devkit.simulator.instance import SimInstance
@@ -24,6 +31,7 @@ from whatsapp_operator.http_server import free_port
 
 API_KEY = "simulator-api-key"
 WEBHOOK_SECRET = "shared-webhook-secret-of-32-bytes-or-more"
+STATUS_API_TOKEN = "status-api-token-of-the-tests-0123456789"
 
 
 @contextlib.asynccontextmanager
@@ -47,8 +55,9 @@ async def backends(
 
 
 def operator_runtime(
-    kube: EmulatedCluster, database_url: str | None = None, webhook_listen: str = "127.0.0.1:0"
+    kube: EmulatedCluster, database_url: str | None = None, webhook_listen: str = "127.0.0.1:0", **settings: Any
 ) -> Runtime:
+    """`settings`: more of `Config`'s fields."""
     return Runtime(
         Config(
             kube_server=kube.url,
@@ -56,24 +65,35 @@ def operator_runtime(
             database_url=database_url,
             webhook_listen=webhook_listen,
             metrics_listen="127.0.0.1:0",  # a free port: scraped through runtime.metrics_url
+            **settings,
         )
     )
 
 
 @contextlib.asynccontextmanager
 async def environment(
-    *, database_url: str | None = None, webhooks: bool = False, callback_secret: str | None = None, **server_spec: Any
+    *,
+    database_url: str | None = None,
+    webhooks: bool = False,
+    callback_secret: str | None = None,
+    status_api: bool = False,
+    **server_spec: Any,
 ) -> AsyncIterator[tuple[EmulatedCluster, Simulator, Runtime]]:
     """The whole job started from the test body, so that every clock is looptime's from the start
     (fixtures run before looptime takes over the loop's clock, and timers armed there misfire).
     `database_url` turns the Postgres mirror on; `webhooks` (with it) the EvolutionServer's webhook,
-    which names the operator's receiver, so that Evolution's events reach the operator."""
+    which names the operator's receiver, so that Evolution's events reach the operator; `status_api`
+    the status API's token Secret (STATUS_API_TOKEN), named in the operator's settings."""
     listen = "127.0.0.1:0"
     if webhooks:
         listen = f"127.0.0.1:{free_port()}"
         server_spec["webhook"] = webhook_spec(f"http://{listen}/webhooks/evolution")
     async with backends(callback_secret, **server_spec) as (kube, sim):
-        runtime = operator_runtime(kube, database_url, listen)
+        settings: dict[str, Any] = {}
+        if status_api:
+            await kube.create(status_api_secret_manifest(STATUS_API_TOKEN))
+            settings["status_api_secret"] = (NAMESPACE, STATUS_API_SECRET)
+        runtime = operator_runtime(kube, database_url, listen, **settings)
         async with running(runtime):
             yield kube, sim, runtime
 

@@ -1,5 +1,5 @@
 """Phases of a WhatsAppInstance, the Evolution states they are read from, and what each phase means
-for the application's database."""
+for the application: its database's `whatsapp_status` and the status API's `state`."""
 
 from __future__ import annotations
 
@@ -38,4 +38,30 @@ DB_STATUS: dict[Phase, str | None] = {
     Phase.NOT_FOUND: "disconnected",
     Phase.UNKNOWN: None,
     Phase.SUSPENDED: None,
+}
+
+
+class HookState(enum.StrEnum):
+    """The status API's `state`: the values the application's `useWhatsappStatus` hook knows (the
+    original plan, Phase 5)."""
+
+    OPEN = "open"
+    CLOSE = "close"
+    CONNECTING = "connecting"
+    UNKNOWN = "UNKNOWN"
+    NOT_FOUND = "NOT_FOUND"
+
+
+# The status API's `state` per phase (docs/status-api.md): `open` only when the driver can be reached,
+# UNKNOWN whenever the operator does not look (probes failing, probing suspended).
+HOOK_STATE: dict[Phase, HookState] = {
+    Phase.PENDING: HookState.CONNECTING,
+    Phase.PAIRING: HookState.CONNECTING,
+    Phase.CONNECTING: HookState.CONNECTING,
+    Phase.CONNECTED: HookState.OPEN,
+    Phase.DISCONNECTED: HookState.CLOSE,
+    Phase.LOGGED_OUT: HookState.CLOSE,
+    Phase.NOT_FOUND: HookState.NOT_FOUND,
+    Phase.UNKNOWN: HookState.UNKNOWN,
+    Phase.SUSPENDED: HookState.UNKNOWN,
 }

@@ -16,6 +16,7 @@ NAMESPACE = "default"
 SERVER = "default"
 SECRET, SECRET_KEY, WEBHOOK_SECRET_KEY = "evolution", "apiKey", "webhookSecret"
 CALLBACK_SECRET_KEY = "callbackSecret"
+STATUS_API_SECRET = "status-api"
 
 
 def secret_manifest(
@@ -25,6 +26,17 @@ def secret_manifest(
     `notifier_spec` refer to them)."""
     values = {SECRET_KEY: api_key} | ({WEBHOOK_SECRET_KEY: webhook_secret} if webhook_secret else {})
     values |= {CALLBACK_SECRET_KEY: callback_secret} if callback_secret else {}
+    return _secret(name, values)
+
+
+def status_api_secret_manifest(
+    token: str, previous: str | None = None, name: str = STATUS_API_SECRET
+) -> dict[str, Any]:
+    """The status API's bearer token (`--status-api-secret default/<name>`), and the one it replaces."""
+    return _secret(name, {"token": token} | ({"previous-token": previous} if previous else {}))
+
+
+def _secret(name: str, values: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",

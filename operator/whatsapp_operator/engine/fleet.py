@@ -42,8 +42,10 @@ class Member:
 class Fleet:
     def __init__(self) -> None:
         self._members: dict[InstanceKey, Member] = {}
-        # The same instances by their name on Evolution, which is all a webhook names.
+        # The same instances by their name on Evolution, which is all a webhook names, and by their
+        # driverId, which is all the status API is asked about: one lookup per request, whatever the size.
         self._by_evolution_name: dict[str, tuple[InstanceKey, ...]] = {}
+        self._by_driver: dict[str, tuple[InstanceKey, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._members)
@@ -60,13 +62,12 @@ class Fleet:
         member = self._members.get(spec.key)
         if member is None:
             member = self._members[spec.key] = Member.read(spec, status)
-            self._name(spec)
+            self._index(spec)
             return member, True
         changed = member.spec != spec
         if changed:
-            if member.spec.instance_name != spec.instance_name:
-                self._unname(member.spec)
-                self._name(spec)
+            self._unindex(member.spec)
+            self._index(spec)
             member.spec = spec
         if not tracked:
             written = InstanceStatus.read(status)
@@ -78,7 +79,7 @@ class Fleet:
     def gone(self, key: InstanceKey) -> None:
         member = self._members.pop(key, None)
         if member is not None:
-            self._unname(member.spec)
+            self._unindex(member.spec)
 
     def of_server(self, namespace: str, server: str) -> list[Member]:
         return [m for m in self._members.values() if m.spec.namespace == namespace and m.spec.server == server]
@@ -87,13 +88,26 @@ class Fleet:
         """The instances whose Evolution instance has this name (usually one, in sorted order)."""
         return self._by_evolution_name.get(instance_name, ())
 
-    def _name(self, spec: InstanceSpec) -> None:
-        keys = self._by_evolution_name.get(spec.instance_name, ())
-        self._by_evolution_name[spec.instance_name] = tuple(sorted({*keys, spec.key}))
+    def of_driver(self, driver_id: str) -> list[Member]:
+        """The instances of this driver (usually one; the status API refuses to choose between two)."""
+        return [self._members[key] for key in self._by_driver.get(driver_id, ())]
 
-    def _unname(self, spec: InstanceSpec) -> None:
-        keys = tuple(k for k in self.named(spec.instance_name) if k != spec.key)
-        if keys:
-            self._by_evolution_name[spec.instance_name] = keys
-        else:
-            self._by_evolution_name.pop(spec.instance_name, None)
+    def _index(self, spec: InstanceSpec) -> None:
+        _add(self._by_evolution_name, spec.instance_name, spec.key)
+        _add(self._by_driver, spec.driver_id, spec.key)
+
+    def _unindex(self, spec: InstanceSpec) -> None:
+        _remove(self._by_evolution_name, spec.instance_name, spec.key)
+        _remove(self._by_driver, spec.driver_id, spec.key)
+
+
+def _add(index: dict[str, tuple[InstanceKey, ...]], value: str, key: InstanceKey) -> None:
+    index[value] = tuple(sorted({*index.get(value, ()), key}))
+
+
+def _remove(index: dict[str, tuple[InstanceKey, ...]], value: str, key: InstanceKey) -> None:
+    keys = tuple(k for k in index.get(value, ()) if k != key)
+    if keys:
+        index[value] = keys
+    else:
+        index.pop(value, None)

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import kopf
 
 from whatsapp_operator.engine import logs, settings
 from whatsapp_operator.engine.handlers import registry
 from whatsapp_operator.engine.handlers.operator import configure
+from whatsapp_operator.engine.http_service import http_service
 from whatsapp_operator.engine.metrics import PATH
 from whatsapp_operator.engine.runtime import Runtime
 from whatsapp_operator.engine.settings import Config, ConfigError
 from whatsapp_operator.http_server import HttpServer
-
-if TYPE_CHECKING:
-    from whatsapp_operator.engine.webhook_service import WebhookService
-
-logger = logging.getLogger(__name__)
 
 
 async def operate(
@@ -56,16 +51,13 @@ async def operate(
         await runtime.start_notifier()
     runtime.metrics.watch(runtime)
     metrics_server = HttpServer(config.metrics_listen, runtime.metrics.app()) if config.metrics_listen else None
-    if config.webhook_listen and runtime.webhooks is None:
-        if config.database_url:
-            runtime.webhooks = webhook_service(config.database_url, config.webhook_listen, runtime)
-        else:
-            logger.warning("webhook receiver off: webhooks are stored in Postgres first, and no database is set")
+    if runtime.http is None:
+        runtime.http = http_service(runtime)
     try:
         if metrics_server is not None:
             runtime.metrics_url = await metrics_server.start() + PATH
-        if runtime.webhooks is not None:
-            await runtime.webhooks.start()
+        if runtime.http is not None:
+            await runtime.http.start()
         tasks = await kopf.spawn_tasks(
             registry=registry,
             settings=settings,
@@ -85,19 +77,6 @@ async def operate(
         if metrics_server is not None:
             await metrics_server.stop()
         await runtime.kube.close()
-
-
-def webhook_service(database_url: str, listen: str, runtime: Runtime) -> WebhookService:
-    from whatsapp_operator.engine.webhook_service import WebhookService
-
-    return WebhookService(
-        database_url,
-        listen,
-        secrets=runtime.webhook_secrets,
-        process=runtime.process_webhook,
-        active=lambda: bool(runtime.probers),  # a replica still starting stores, and processes later
-        metrics=runtime.metrics,
-    )
 
 
 class OperatorStopped(Exception):

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from whatsapp_operator.core.driver_status import driver_status
 from whatsapp_operator.core.machine import ConditionStatus
 from whatsapp_operator.core.notifications import DeliveryPolicy, Notification
 from whatsapp_operator.core.resources import InstanceKey, InstanceSpec
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from whatsapp_operator.db.mirror import StatusMirror
     from whatsapp_operator.db.sync import SyncStatus
     from whatsapp_operator.engine.drift import DriftRepair
-    from whatsapp_operator.engine.webhook_service import WebhookService
+    from whatsapp_operator.engine.http_service import HttpService
     from whatsapp_operator.webhooks.inbox import Job
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Runtime:
     kube: KubeApi = dataclasses.field(default_factory=KubeApi)
     mirror: StatusMirror | None = None
     drift: DriftRepair | None = None  # with a mirror: the rows that disagree, rewritten every round
-    webhooks: WebhookService | None = None
+    http: HttpService | None = None  # the status API and, with a database, the webhook receiver
     notifier: Notifier | None = None
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
     metrics_url: str | None = None  # the scrape endpoint's full URL once it listens
@@ -55,8 +56,8 @@ class Runtime:
 
     async def shutdown(self) -> None:
         """Stop taking webhooks and delivering, then land the mirror's queued writes. Twice is harmless."""
-        if self.webhooks is not None:
-            await self.webhooks.stop()
+        if self.http is not None:
+            await self.http.stop()
         if self.notifier is not None:
             await self.notifier.stop()
             await self._channels.close()
@@ -84,7 +85,7 @@ class Runtime:
             self._channels.deliver,
             delivered=self.notified,
             settings=NotifierSettings(policy=policy),
-            active=lambda: bool(self._probers),
+            active=self.serving,
             metrics=self.metrics,
         )
         self.notifier.start()
@@ -104,6 +105,10 @@ class Runtime:
             await owner.recorder.notified(tracked, at)
 
     # -- EvolutionServers -----------------------------------------------------------------------
+
+    def serving(self) -> bool:
+        """This replica probes: not a kopf peering standby (which runs no daemon), nor still starting."""
+        return bool(self._probers)
 
     @property
     def probers(self) -> Mapping[ServerKey, ServerProber]:
@@ -149,6 +154,12 @@ class Runtime:
         self.fleet.gone(key)
         for prober in self._probers.values():
             prober.forget(key)
+
+    def driver_status(self, driver_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The status API's answer for each instance of this driver, from memory."""
+        return [
+            (str(m.spec.key), driver_status(m.spec.instance_name, m.state)) for m in self.fleet.of_driver(driver_id)
+        ]
 
     # -- news from the webhook queue and the mirror ---------------------------------------------
 

@@ -36,7 +36,8 @@ class Config:
     peering: str | None = None  # unset: standalone (no active/standby pair)
     priority: int = 0
     liveness: str | None = "http://0.0.0.0:8080/healthz"
-    webhook_listen: str | None = "0.0.0.0:8081"  # the webhook receiver (needs database_url)
+    webhook_listen: str | None = "0.0.0.0:8081"  # the HTTP server: the status API, webhooks with database_url
+    status_api_secret: tuple[str, str] | None = None  # (namespace, name) of the status API's token Secret
     metrics_listen: str | None = "0.0.0.0:9102"  # Prometheus' scrape endpoint, /metrics
     log_format: str = "json"
     verbose: bool = False
@@ -134,6 +135,16 @@ def _listen(value: str) -> str:
     return value
 
 
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _namespaced_name(value: str) -> tuple[str, str]:
+    namespace, sep, name = value.partition("/")
+    if not sep or not _DNS_NAME.fullmatch(namespace) or not _DNS_NAME.fullmatch(name):
+        raise ValueError(f"must be NAMESPACE/NAME, got {value!r}")
+    return namespace, name
+
+
 def _boolean(value: str) -> bool:
     return value.lower() in ("1", "true", "yes", "on")
 
@@ -174,7 +185,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("peering", "--peering", str, "kopf peering name for an active/standby pair; default: standalone"),
     Setting("priority", "--priority", _integer, "peering priority of this replica"),
     Setting("liveness", "--liveness", _or_off(_url("http")), "liveness endpoint URL to serve, or 'off'"),
-    Setting("webhook_listen", "--webhook-listen", _or_off(_listen), "webhook receiver host:port or 'off'"),
+    Setting(
+        "webhook_listen",
+        "--webhook-listen",
+        _or_off(_listen),
+        "the operator's HTTP server host:port (the status API; webhooks with a database) or 'off'",
+    ),
+    Setting(
+        "status_api_secret",
+        "--status-api-secret",
+        _namespaced_name,
+        "the status API's bearer token: Secret NAMESPACE/NAME, key 'token' (docs/status-api.md); unset: it answers 503",
+    ),
     Setting("metrics_listen", "--metrics-listen", _or_off(_listen), "Prometheus metrics host:port (/metrics) or 'off'"),
     Setting("log_format", "--log-format", _choice("json", "plain"), "log line format: json or plain"),
     Setting("verbose", "--verbose", _boolean, "debug logging", switch=True),

@@ -1,11 +1,13 @@
-"""The webhook path as one part the operator starts and stops: inbox, worker, receiver, server."""
+"""The webhook path as one part the operator starts and stops: inbox, worker and receiver (whose
+routes the operator's HTTP server carries, engine.http_service)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from aiohttp import web
+
 from whatsapp_operator.engine.metrics import Metrics
-from whatsapp_operator.http_server import HttpServer
 from whatsapp_operator.webhooks.inbox import Inbox
 from whatsapp_operator.webhooks.receiver import WebhookReceiver
 from whatsapp_operator.webhooks.worker import Processor, QueuePolicy, WebhookWorker
@@ -17,7 +19,6 @@ class WebhookService:
     def __init__(
         self,
         database_url: str,
-        listen: str,
         *,
         secrets: Callable[[], Iterable[str]],
         process: Processor,
@@ -33,24 +34,23 @@ class WebhookService:
         self.worker = WebhookWorker(
             self.queue, process, policy, active=active, counted=metrics.webhook, stats=metrics.webhook_queue
         )
-        receiver = WebhookReceiver(self.inbox, secrets, accepted=self.worker.wake, counted=metrics.webhook)
-        self.server = HttpServer(listen, receiver.app())
-        self.url: str | None = None  # the server's base URL once started
+        self.receiver = WebhookReceiver(self.inbox, secrets, accepted=self.worker.wake, counted=metrics.webhook)
         self._started = False
+
+    def add_routes(self, app: web.Application) -> None:
+        self.receiver.add_routes(app)
 
     async def start(self) -> None:
         await self.inbox.open()
         await self.queue.open()
         self.worker.start()
         self._started = True
-        self.url = await self.server.start()
 
     async def stop(self) -> None:
-        """Stop answering first (requests in flight still land), then stop processing."""
+        """Once the server stopped answering (requests in flight have landed): stop processing."""
         if not self._started:
             return
         self._started = False
-        await self.server.stop()
         await self.worker.stop()
         await self.queue.close()
         await self.inbox.close()

@@ -51,9 +51,13 @@ class WebhookReceiver:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
+        self.add_routes(app)
+        return app
+
+    def add_routes(self, app: web.Application) -> None:
+        """On another server's application: its `client_max_size` must be MAX_BODY_BYTES."""
         app.router.add_post(PATH, self.receive)
         app.router.add_post(PATH + "/{suffix}", self.receive)
-        return app
 
     async def receive(self, request: web.Request) -> web.Response:
         try:

@@ -79,10 +79,10 @@ async def test_events_about_unmanaged_instances_are_stored_and_ignored(pg_url: s
     events are taken (Evolution would retry a refusal for 20 minutes) and change nothing."""
     spec = {"probe": {"intervalSeconds": INTERVAL}}
     async with environment(database_url=pg_url, webhooks=True, **spec) as (kube, sim, runtime):
-        assert runtime.webhooks is not None
-        assert runtime.webhooks.url is not None
+        assert runtime.http is not None
+        assert runtime.http.url is not None
         hook = {
-            "url": f"{runtime.webhooks.url}/webhooks/evolution",
+            "url": f"{runtime.http.url}/webhooks/evolution",
             "events": list(WEBHOOK_EVENTS),
             "headers": {"jwt_key": WEBHOOK_SECRET},
         }

@@ -33,6 +33,12 @@ def test_flags_win_over_environment():
     assert c.namespaces == ("a", "b")
 
 
+def test_the_status_api_secret_is_a_namespace_and_a_name():
+    assert config.load(parse(), environ={}).status_api_secret is None
+    env = {"WHATSAPP_OPERATOR_STATUS_API_SECRET": "whatsapp-operator/status-api"}
+    assert config.load(parse(), environ=env).status_api_secret == ("whatsapp-operator", "status-api")
+
+
 def test_database_url_falls_back_to_DATABASE_URL():
     c = config.load(parse(), environ={"DATABASE_URL": "postgresql://u@db/app"})
     assert c.database_url == "postgresql://u@db/app"
@@ -50,6 +56,9 @@ def test_database_url_falls_back_to_DATABASE_URL():
         (("--webhook-listen", "8081"), "--webhook-listen / WHATSAPP_OPERATOR_WEBHOOK_LISTEN: expected host:port"),
         (("--webhook-listen", "0.0.0.0:http"), "expected host:port, got '0.0.0.0:http'"),
         (("--webhook-listen", "0.0.0.0:70000"), "expected host:port"),
+        (("--status-api-secret", "status-api"), "--status-api-secret / WHATSAPP_OPERATOR_STATUS_API_SECRET must be"),
+        (("--status-api-secret", "ns/Bad_Name"), "must be NAMESPACE/NAME, got 'ns/Bad_Name'"),
+        (("--status-api-secret", "a/b/c"), "must be NAMESPACE/NAME"),
     ],
 )
 def test_invalid_settings_are_rejected_with_the_flag_named(argv, message):
