@@ -177,7 +177,7 @@ async def test_complete_marks_jobs_done_with_their_result(pg_url: str, inbox: In
     }
     assert all(r["processed_at"] == T0 + SECOND and r["last_error"] is None for r in done.values())
     assert await inbox.claim(T0 + 10 * LEASE, LEASE, 10) == [
-        Job(jobs[2].id, "connection.update", "drv-2", jobs[2].payload, 2)
+        Job(jobs[2].id, "connection.update", "drv-2", jobs[2].payload, 2, jobs[2].received_at)
     ]
     assert await inbox.counts() == {"queued": 1, "done": 2, "dead": 0}
 
