@@ -2,8 +2,9 @@
 
 One run, in order: load the scenario (docs/simulator.md's format); start an embedded Postgres and
 migrate it; add a `usuarios` row per scenario instance; start the strict Kubernetes API emulator,
-the Evolution simulator and the real operator (`runner.running`) with its webhook receiver on a
-free loopback port; write the state directory (`--state-dir`: a kubeconfig and the endpoints);
+the Evolution simulator and the real operator (`runner.running`) with its HTTP server (the webhook
+receiver, the status API behind a random token in a Secret) on a free loopback port; write the
+state directory (`--state-dir`: a kubeconfig and the endpoints, the status API's token with them);
 create the EvolutionServer (naming that receiver and a random webhook secret) and one
 WhatsAppInstance per scenario instance; play the scenario for `--duration` seconds with a live
 table; let the mirror land its writes; read the outcome back from the API server and Postgres
@@ -46,12 +47,15 @@ from whatsapp_operator.db.migrate import apply_migrations
 from whatsapp_operator.db.outbox import DELIVERIES
 from whatsapp_operator.db.outbox import NOTIFICATIONS as OUTBOX
 from whatsapp_operator.devkit.manifests import (
+    NAMESPACE,
     SERVER,
+    STATUS_API_SECRET,
     instance_manifest,
     notifier_spec,
     phases_seen,
     secret_manifest,
     server_manifest,
+    status_api_secret_manifest,
     statuses_seen,
     webhook_spec,
 )
@@ -210,7 +214,7 @@ async def play(
     everything running `hold` seconds more (Ctrl-C ends that early), and return the summary."""
     from whatsapp_operator.devkit.kube_emulator import EmulatedCluster, KubeApiError
 
-    api_key, webhook_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    api_key, webhook_secret, status_token = (secrets.token_urlsafe(24) for _ in range(3))
     callback_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     errors: list[str] = []
     async with EmulatedCluster() as cluster, Simulator(api_key) as sim, WebhookSink() as app:
@@ -221,6 +225,7 @@ async def play(
         webhook_url = f"http://{listen}{WEBHOOK_PATH}"
         sim.add_instance(SENDER, "open")  # the platform's own number, which sends the drivers' messages
         await cluster.create(secret_manifest(api_key, webhook_secret=webhook_secret, callback_secret=callback_secret))
+        await cluster.create(status_api_secret_manifest(status_token))
         notifier = notifier_spec(SENDER, f"{app.url}{CALLBACK_PATH}")
         await cluster.create(server_manifest(sim.base_url, notifier=notifier, **plan.server_spec(webhook_url)))
         config = Config(
@@ -229,6 +234,7 @@ async def play(
             liveness=None,
             webhook_listen=listen,
             metrics_listen=metrics_listen,
+            status_api_secret=(NAMESPACE, STATUS_API_SECRET),
         )
         runtime = Runtime(config)
         operator = running(runtime)
@@ -239,9 +245,10 @@ async def play(
             interrupted = asyncio.Event()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, interrupted.set)
-            state.write(
-                cluster.url, {"webhooks": webhook_url, "database": database_url, "metrics": runtime.metrics_url}
-            )
+            endpoints = {"webhooks": webhook_url, "database": database_url, "metrics": runtime.metrics_url}
+            if runtime.http is not None and runtime.http.url is not None:
+                endpoints |= {"status_api": runtime.http.url, "status_api_token": status_token}
+            state.write(cluster.url, endpoints)
             sim.play(plan.scenario)  # scenario times count from here, with the resources created at once
             origin = loop.time()
             for driver in plan.drivers:

@@ -6,7 +6,6 @@ everything has started and removed at the end; the directory itself is removed o
 made it.
 """
 
-
 from __future__ import annotations
 
 import contextlib
@@ -57,5 +56,5 @@ class StateDir:
     def _replace(self, name: str, text: str) -> None:
         partial = self.path / f".{name}.partial"
         partial.write_text(text)
-        os.chmod(partial, 0o600)  # the database URL carries its password
+        os.chmod(partial, 0o600)  # the database URL carries its password, and the status API's token
         partial.replace(self.path / name)

@@ -110,7 +110,7 @@ def row(output: str, name: str) -> dict[str, str]:
 def test_the_demo_says_how_and_writes_where_everything_is(demo: Demo) -> None:
     assert f"kubectl --kubeconfig {demo.state / 'kubeconfig'} get wai" in demo.stderr.read_text().splitlines()[0]
     endpoints = json.loads((demo.state / "endpoints.json").read_text())
-    assert {"kubernetes", "webhooks", "database"} <= set(endpoints)
+    assert {"kubernetes", "webhooks", "database", "metrics", "status_api", "status_api_token"} <= set(endpoints)
     assert endpoints["kubernetes"].startswith("http://127.0.0.1:")
     assert endpoints["webhooks"].endswith("/webhooks/evolution")
     samples = [
@@ -120,6 +120,18 @@ def test_the_demo_says_how_and_writes_where_everything_is(demo: Demo) -> None:
         if sample.name == "whatsapp_operator_instances"
     ]
     assert ("LoggedOut", 1.0) in samples
+    url = f"{endpoints['status_api']}/api/v1/drivers/driver-davi/whatsapp/status"
+    answer = httpx.get(url, headers={"Authorization": f"Bearer {endpoints['status_api_token']}"})
+    assert answer.status_code == 200
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert {k: v for k, v in answer.json().items() if k != "updatedAt"} == {
+        "instanceName": "driver-davi",
+        "state": "close",
+        "statusReason": 401,
+        "phase": "LoggedOut",
+    }
+    assert answer.json()["updatedAt"].endswith("Z")
+    assert httpx.get(url).status_code == 401, "not without the token"
 
 
 def test_get_wai_shows_every_printer_column_with_the_operators_values(demo: Demo) -> None:
