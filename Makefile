@@ -48,12 +48,13 @@ test: lint tools
 demo: $(DEMO_STAMP)
 	$(BIN)/whatsapp-operator demo
 
-# Every benchmark, one JSON object each (docs/performance.md); about 7.5 minutes on 2 cores.
+# Every benchmark, one JSON object each (docs/performance.md); about 12 minutes on 2 cores.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.probe_round --instances 10000 --restart-limit 120
 	$(BIN)/python -m bench.probe_round --instances 1000 --restart-limit 120
 	$(BIN)/python -m bench.detection
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.status_api
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache

@@ -13,7 +13,13 @@ from typing import Any
 
 from bench.harness import API_KEY, WEBHOOK_SECRET, reply, serve
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
-from whatsapp_operator.devkit.manifests import instance_manifest, secret_manifest, server_manifest, webhook_spec
+from whatsapp_operator.devkit.manifests import (
+    instance_manifest,
+    secret_manifest,
+    server_manifest,
+    status_api_secret_manifest,
+    webhook_spec,
+)
 
 PREFIX = "bench"  # the simulator names a group's instances bench-00001, bench-00002...
 CREATE_CONCURRENCY = 16
@@ -37,6 +43,11 @@ class Helper:
         else:
             await self.cluster.create(secret_manifest(API_KEY, webhook_secret=WEBHOOK_SECRET))
             await self.cluster.create(server_manifest(sim_url, probe=probe, webhook=webhook_spec(webhook_url)))
+        return {}
+
+    async def status_api_secret(self, *, token: str) -> dict[str, Any]:
+        """The status API's token Secret (`--status-api-secret default/status-api`)."""
+        await self.cluster.create(status_api_secret_manifest(token))
         return {}
 
     async def server_status(self) -> dict[str, Any]:
@@ -81,6 +92,7 @@ async def main() -> None:
             {
                 "server": helper.server,
                 "server_status": helper.server_status,
+                "status_api_secret": helper.status_api_secret,
                 "instances": helper.instances,
                 "phases": helper.phases,
                 "writes": helper.writes,

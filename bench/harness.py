@@ -94,6 +94,19 @@ def machine() -> dict[str, Any]:
     }
 
 
+def machine_busy() -> tuple[int, int]:
+    """Jiffies of every core: (busy, total), from /proc/stat."""
+    busy, _, total = machine_jiffies()
+    return busy, total
+
+
+def machine_jiffies() -> tuple[int, int, int]:
+    """Jiffies of every core: (busy, stolen by the hypervisor, total), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, fields[7], sum(fields)
+
+
 # -- child processes ---------------------------------------------------------------------------
 
 
@@ -220,10 +233,10 @@ def loopback_listen() -> str:
 
 
 def operator_argv(kube_url: str, *extra: str, webhook_listen: str | None = None, metrics: bool = True) -> list[str]:
-    """The operator's command line. Its webhook receiver (started only with `--database-url`) listens
-    on `webhook_listen`, by default a free loopback port: never the default 0.0.0.0:8081, which another
-    run or a real operator on this machine may hold. Its metrics listen on any free loopback port
-    (`metrics=False`: no such flag, for builds older than it)."""
+    """The operator's command line. Its HTTP server (the status API, and the webhook receiver with
+    `--database-url`) listens on `webhook_listen`, by default a free loopback port: never the default
+    0.0.0.0:8081, which another run or a real operator on this machine may hold. Its metrics listen on
+    any free loopback port (`metrics=False`: no such flag, for builds older than it)."""
     listen = webhook_listen or loopback_listen()
     return operator_command(
         "run", "--kube-server", kube_url, "--liveness", "off", "--log-format", "plain",

@@ -30,7 +30,6 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -45,6 +44,7 @@ from bench.harness import (
     limit,
     loopback_listen,
     machine,
+    machine_busy,
     main,
     percentile,
     poll,
@@ -194,13 +194,6 @@ async def results(conn: psycopg.AsyncConnection[Any], after: int) -> dict[str, i
         (after,),
     )
     return {str(kind): int(n) for kind, n in await cursor.fetchall()}
-
-
-def machine_busy() -> tuple[int, int]:
-    """Jiffies of every core: (busy, total), from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    return sum(fields) - idle, sum(fields)
 
 
 async def connection_states_since(admin: httpx.AsyncClient, mark: float) -> int:

@@ -22,11 +22,10 @@ from whatsapp_operator.bearer import BearerToken, Verdict
 STATUS_PATH = "/api/v1/drivers/{driverId}/whatsapp/status"
 OPENAPI_PATH = "/api/v1/openapi.json"
 RETRY_AFTER_SECONDS = 5
-NO_STORE = "no-store"
-JSON = "application/json"
+HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}  # on every answer
 
-# A driverId's instances: (namespace/name, the answer's body) each; usually one.
-Lookup = Callable[[str], Sequence[tuple[str, Mapping[str, Any]]]]
+# A driverId's instances: (namespace/name, the answer's JSON body) each; usually one.
+Lookup = Callable[[str], Sequence[tuple[str, bytes]]]
 
 
 class StatusApi:
@@ -63,22 +62,21 @@ class StatusApi:
         if len(found) > 1:
             names = [name for name, _ in found]
             return _error(409, f"{len(found)} WhatsAppInstances have driverId {driver!r}", instances=names)
-        return _answer(200, json.dumps(found[0][1]).encode())
+        return _answer(200, found[0][1])
 
     async def openapi(self, _: web.Request) -> web.Response:
         return _answer(200, self._document)
 
 
-def _answer(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=body, content_type=JSON, headers={"Cache-Control": NO_STORE, **(headers or {})}
-    )
+def _answer(status: int, body: bytes, headers: Mapping[str, str] = HEADERS) -> web.Response:
+    # The headers given whole: the content_type argument would be parsed again for every answer.
+    return web.Response(status=status, body=body, headers=headers)
 
 
 def _error(
     status: int, message: str, *, retry: bool = False, auth: str | None = None, instances: list[str] | None = None
 ) -> web.Response:
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if retry else {}
+    headers = HEADERS | ({"Retry-After": str(RETRY_AFTER_SECONDS)} if retry else {})
     if auth is not None:
         headers["WWW-Authenticate"] = auth
     body: dict[str, Any] = {"error": message} | ({"instances": instances} if instances else {})

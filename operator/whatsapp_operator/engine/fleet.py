@@ -7,9 +7,11 @@ with the square of the object count (docs/architecture.md, "Probing").
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from whatsapp_operator.core.driver_status import driver_status
 from whatsapp_operator.core.machine import Condition, InstanceState
 from whatsapp_operator.core.resources import InstanceKey, InstanceSpec
 from whatsapp_operator.core.status import InstanceStatus
@@ -26,12 +28,23 @@ class Member:
     db_condition: Condition | None  # the mirror's verdict, condition DatabaseSynced
     pair_handled: str | None  # the last pair-requested-at annotation answered
     written: InstanceStatus  # what `.status` was made from, as far as this replica knows
+    # The status API's last answer and what it was made from: polled every few seconds by the
+    # driver's app, it is encoded again only once the state or the spec is another object.
+    answered: tuple[InstanceState, InstanceSpec, bytes] | None = None
 
     @classmethod
     def read(cls, spec: InstanceSpec, status: Mapping[str, Any]) -> Member:
         member = cls(spec, InstanceState(), None, None, InstanceStatus.read(status))
         member.reset()
         return member
+
+    def answer(self) -> bytes:
+        """The status API's body for this instance (core.driver_status, JSON)."""
+        answered = self.answered
+        if answered is None or answered[0] is not self.state or answered[1] is not self.spec:
+            body = json.dumps(driver_status(self.spec.instance_name, self.state)).encode()
+            answered = self.answered = (self.state, self.spec, body)
+        return answered[2]
 
     def reset(self) -> None:
         """Take up the state `.status` shows. DatabaseSynced is this process's mirror's to say: a

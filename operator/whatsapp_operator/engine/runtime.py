@@ -9,7 +9,6 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from whatsapp_operator.core.driver_status import driver_status
 from whatsapp_operator.core.machine import ConditionStatus
 from whatsapp_operator.core.notifications import DeliveryPolicy, Notification
 from whatsapp_operator.core.resources import InstanceKey, InstanceSpec
@@ -155,11 +154,9 @@ class Runtime:
         for prober in self._probers.values():
             prober.forget(key)
 
-    def driver_status(self, driver_id: str) -> list[tuple[str, dict[str, Any]]]:
+    def driver_status(self, driver_id: str) -> list[tuple[str, bytes]]:
         """The status API's answer for each instance of this driver, from memory."""
-        return [
-            (str(m.spec.key), driver_status(m.spec.instance_name, m.state)) for m in self.fleet.of_driver(driver_id)
-        ]
+        return [(str(m.spec.key), m.answer()) for m in self.fleet.of_driver(driver_id)]
 
     # -- news from the webhook queue and the mirror ---------------------------------------------
 
