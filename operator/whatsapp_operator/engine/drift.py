@@ -53,10 +53,10 @@ class DriftRepair:
 
     async def _run(self) -> None:
         while True:
-            probers = list(self.probers())
-            interval = min((p.spec.probe_interval for p in probers), default=math.inf)
+            interval = min((p.spec.probe_interval for p in self.probers()), default=math.inf)
             await asyncio.sleep(IDLE_SECONDS if interval == math.inf else interval)
-            if probers:
+            # The probers running now: a replica that became a standby while it waited compares nothing.
+            if probers := list(self.probers()):
                 try:
                     await self.round(probers)
                 except Exception as exc:
