@@ -75,9 +75,6 @@ class Probe:
             t.phone_checked, t.phone_problem = phone, _problem(phone)
         return t.phone_problem
 
-    def _pairing_blocked(self, t: Tracked) -> bool:
-        return t.spec.pairs_by_code and self._phone_problem(t) is not None
-
     async def __call__(self, t: Tracked) -> float | None:
         """Observe, decide, act, record. Returns the loop time of the next probe (None: none)."""
         if t.spec.suspend:
@@ -125,7 +122,7 @@ class Probe:
                 await self._ensure_webhook(t)
             # A request that cannot be answered now is answered once the number is fixed.
             requested = bool(t.spec.pair_requested_at) and t.spec.pair_requested_at != t.member.pair_handled
-            if requested and not self._pairing_blocked(t):
+            if requested and not self._policy(t).pairing_blocked:
                 answer = await self._start_pairing(t)
                 t.member.pair_handled = t.spec.pair_requested_at  # only once answered: a failed call is retried
                 return self._pairing_observation(t, answer)
@@ -216,7 +213,7 @@ class Probe:
         unusable (Evolution would silently show a QR code instead)."""
         if not t.spec.pairs_by_code:
             return await self.client.connect(t.spec.instance_name)
-        if self._pairing_blocked(t):
+        if self._policy(t).pairing_blocked:
             return None
         number = evolution_number(normalize_phone(t.spec.phone))
         return await self.client.connect(t.spec.instance_name, number=number)

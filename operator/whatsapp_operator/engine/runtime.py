@@ -179,11 +179,13 @@ class Runtime:
             assert owner is not None
             if observation is not None:
                 owner.news(key, observation, job.received_at)
+                done = "taken as news"
             elif job.event in CLOSER_LOOK:
                 owner.look_closer(key)
+                done = "looked at closely"
             else:
                 owner.probe_soon(key)
-        done = "taken as news" if observation else "looked at closely" if job.event in CLOSER_LOOK else "probed soon"
+                done = "probed soon"
         return f"{done}: " + ", ".join(map(str, keys))
 
     def _owner(self, key: InstanceKey) -> ServerProber | None:
