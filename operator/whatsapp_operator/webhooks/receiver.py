@@ -49,11 +49,6 @@ class WebhookReceiver:
         self._clock: LoopClock | None = None
         self._warned: dict[int, float] = {}
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
-        self.add_routes(app)
-        return app
-
     def add_routes(self, app: web.Application) -> None:
         """On another server's application: its `client_max_size` must be MAX_BODY_BYTES."""
         app.router.add_post(PATH, self.receive)

@@ -79,7 +79,9 @@ async def start_receiver() -> AsyncIterator[StartReceiver]:
         cleanups.append(inbox.close)
         calls: list[float] = []
         receiver = WebhookReceiver(inbox, lambda: secrets, lambda: calls.append(time.monotonic()))
-        server = HttpServer(listen, receiver.app())
+        app = web.Application(client_max_size=MAX_BODY_BYTES)  # as the operator's HTTP server has it
+        receiver.add_routes(app)
+        server = HttpServer(listen, app)
         url = await server.start()
         cleanups.append(server.stop)
         return Running(url, database, server, calls)
