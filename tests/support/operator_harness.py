@@ -102,11 +102,31 @@ def phase_is(*phases: str) -> Callable[[dict[str, Any] | None], bool]:
     return lambda obj: obj is not None and (obj.get("status") or {}).get("phase") in phases
 
 
-async def wait_phase(kube: EmulatedCluster, name: str, *phases: str, within: float = 120) -> dict[str, Any]:
+async def wait_instance(
+    kube: EmulatedCluster, name: str, predicate: Callable[[dict[str, Any]], bool], within: float = 120
+) -> dict[str, Any]:
+    """The WhatsAppInstance `name` once it exists and `predicate` holds for it."""
     async with asyncio.timeout(within):
-        obj = await kube.wait_for("whatsappinstances", name, phase_is(*phases))
+        obj = await kube.wait_for("whatsappinstances", name, lambda o: o is not None and predicate(o))
     assert obj is not None
     return obj
+
+
+async def wait_phase(kube: EmulatedCluster, name: str, *phases: str, within: float = 120) -> dict[str, Any]:
+    return await wait_instance(kube, name, phase_is(*phases), within)
+
+
+async def exhaust_remediation(kube: EmulatedCluster, sim: Simulator, name: str) -> dict[str, Any]:
+    """A new instance stuck connecting three times in a row: three forced logouts, then the hour's
+    budget is spent (Stuck, reason RemediationExhausted). Returns the instance then."""
+    sim.add_instance(name, "connecting")
+    await kube.create(instance_manifest(name))
+    for episode in range(1, 4):
+        await wait_phase(kube, name, "Pairing", within=60)
+        assert len(requests_to(sim, "DELETE", f"/instance/logout/{name}")) == episode
+        sim.act(name, "stick")
+        await wait_phase(kube, name, "Connecting", within=60)
+    return await wait_instance(kube, name, lambda o: condition(o, "Stuck")["reason"] == "RemediationExhausted", 60)
 
 
 async def wait_event(kube: EmulatedCluster, name: str, reason: str, within: float = 30) -> list[dict[str, Any]]:

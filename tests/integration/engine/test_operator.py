@@ -12,6 +12,7 @@ from tests.support.operator_harness import (
     backends,
     condition,
     environment,
+    exhaust_remediation,
     instance_manifest,
     loop_now,
     operator_runtime,
@@ -115,20 +116,7 @@ async def test_stuck_instance_is_logged_out_once_within_40_seconds() -> None:
 
 async def test_four_stuck_episodes_in_an_hour_give_three_logouts_then_exhaustion() -> None:
     async with environment() as (kube, simulator, _operator):
-        simulator.add_instance("driver-4", "connecting")
-        await kube.create(instance_manifest("driver-4"))
-        for episode in range(1, 4):
-            await wait_phase(kube, "driver-4", "Pairing", within=60)
-            assert len(requests_to(simulator, "DELETE", "/instance/logout/driver-4")) == episode
-            simulator.act("driver-4", "stick")
-            await wait_phase(kube, "driver-4", "Connecting", within=60)
-        async with asyncio.timeout(60):
-            obj = await kube.wait_for(
-                "whatsappinstances",
-                "driver-4",
-                lambda o: o is not None and condition(o, "Stuck")["reason"] == "RemediationExhausted",
-            )
-        assert obj is not None
+        obj = await exhaust_remediation(kube, simulator, "driver-4")
         assert condition(obj, "Stuck")["status"] == "True"
         assert obj["status"]["forcedLogouts"] == 3
         assert [e["type"] for e in await wait_event(kube, "driver-4", "RemediationExhausted")] == ["Warning"]

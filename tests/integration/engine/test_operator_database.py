@@ -42,6 +42,7 @@ from tests.support.operator_harness import (
     loop_now,
     phase_changes,
     statuses_seen,
+    wait_instance,
     wait_phase,
 )
 from tests.support.pg import StoppableDatabase
@@ -105,15 +106,6 @@ def db_synced_seen(statuses: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
         if synced is not None and (not seen or seen[-1] != (synced["status"], synced["reason"])):
             seen.append((synced["status"], synced["reason"]))
     return seen
-
-
-async def wait_instance(
-    kube: EmulatedCluster, name: str, predicate: Callable[[dict[str, Any]], bool], within: float = 120
-) -> dict[str, Any]:
-    async with asyncio.timeout(within):
-        obj = await kube.wait_for("whatsappinstances", name, lambda o: o is not None and predicate(o))
-    assert obj is not None
-    return obj
 
 
 def db_synced_is(status: str) -> Callable[[dict[str, Any]], bool]:

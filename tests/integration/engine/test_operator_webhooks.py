@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.operator_harness import WEBHOOK_SECRET, environment, instance_manifest, wait_phase
+from tests.support.operator_harness import WEBHOOK_SECRET, environment, instance_manifest, wait_instance, wait_phase
 from tests.support.pg import eventually, query
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 from whatsapp_operator.devkit.simulator import Simulator
@@ -103,8 +103,9 @@ async def test_the_qr_limit_webhook_leaves_reason_428_in_status_history_and_no_c
         await wait_phase(kube, "rita", "Pairing", within=WITHIN)
         await eventually(lambda: query(pg_url, "SELECT pairing_code FROM usuarios")[0]["pairing_code"], within=WITHIN)
         sim.act("rita", "qr_limit")
-        obj = await wait_phase(kube, "rita", "Disconnected", within=WITHIN)
-        assert (obj["status"]["state"], obj["status"]["statusReason"]) == ("refused", 428)
+        # The QR-limit message's probe may show the close before the refusal's news adds its reason.
+        obj = await wait_instance(kube, "rita", lambda o: o.get("status", {}).get("statusReason") == 428, WITHIN)
+        assert (obj["status"]["phase"], obj["status"]["state"]) == ("Disconnected", "refused")
 
         def history() -> list[dict[str, Any]]:
             return query(pg_url, "SELECT to_phase, state, status_reason FROM whatsapp_operator.transitions")

@@ -14,8 +14,8 @@ from tests.support.operator_harness import (
     STATUS_API_TOKEN,
     IssuedCodes,
     backends,
-    condition,
     environment,
+    exhaust_remediation,
     instance_manifest,
     operator_runtime,
     wait_phase,
@@ -134,19 +134,7 @@ async def test_every_phase_in_status_maps_to_the_hooks_state() -> None:
 async def test_remediation_exhausted_is_still_connecting() -> None:
     async with environment(status_api=True) as (kube, sim, runtime):
         codes = IssuedCodes(sim)
-        sim.add_instance("stuck", "connecting")
-        await kube.create(instance_manifest("stuck"))
-        for _ in range(3):
-            await wait_phase(kube, "stuck", "Pairing", within=60)
-            sim.act("stuck", "stick")
-            await wait_phase(kube, "stuck", "Connecting", within=60)
-        async with asyncio.timeout(60):
-            obj = await kube.wait_for(
-                "whatsappinstances",
-                "stuck",
-                lambda o: o is not None and condition(o, "Stuck")["reason"] == "RemediationExhausted",
-            )
-        assert obj is not None
+        obj = await exhaust_remediation(kube, sim, "stuck")
         async with status_client(runtime.http.url if runtime.http else None) as api:
             answer = await api.get("stuck")
         assert_hooks_shape(answer, obj, codes)
