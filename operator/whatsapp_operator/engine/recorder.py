@@ -76,14 +76,16 @@ class Recorder:
         notification = self._notification(t, new, notify) if notify is not None else None
         if new is not old and (new.phase is not old.phase or machine.stuck(new) != machine.stuck(old)):
             self.server_dirty = True  # the server's counts change
-        if new.phase is not old.phase:
-            if new.phase in SOCKET_ENDED:
-                t.code.forget()  # the mirror clears the row's code with the transition
-            if self.mirror is not None:
-                self._mirror_transition(t, old, new, notification)
-            t.forced = False
+        if new.phase is not old.phase and new.phase in SOCKET_ENDED:
+            t.code.forget()  # the mirror clears the row's code with the transition
+        # A reason learnt after the change (the QR limit's refusal after a probe saw `close`) is history too.
+        learnt = new.phase is old.phase and new.status_reason not in (None, old.status_reason)
+        if self.mirror is not None and (new.phase is not old.phase or learnt):
+            self._mirror_transition(t, old, new, notification, at=self.clock.now() if learnt else None)
         elif notification is not None and self.mirror is not None:
             self.mirror.record_notification(t.spec.key, notification)
+        if new.phase is not old.phase:
+            t.forced = False
         t.member.state = new
         await self.write_status(t)
         if notification is not None:
@@ -125,7 +127,12 @@ class Recorder:
             await self.write_status(t)
 
     def _mirror_transition(
-        self, t: Tracked, old: InstanceState, new: InstanceState, notification: Notification | None
+        self,
+        t: Tracked,
+        old: InstanceState,
+        new: InstanceState,
+        notification: Notification | None,
+        at: datetime.datetime | None = None,
     ) -> None:
         assert self.mirror is not None
         spec = t.spec
@@ -138,7 +145,7 @@ class Recorder:
             state=new.state,
             reason=new.status_reason,
             forced=t.forced,
-            at=new.last_transition or self.clock.now(),  # the time `.status` shows for this change
+            at=at or new.last_transition or self.clock.now(),  # the time `.status` shows for this change
             notification=notification,
         )
 

@@ -107,13 +107,52 @@ async def test_the_qr_limit_webhook_leaves_reason_428_in_status_history_and_no_c
         obj = await wait_instance(kube, "rita", lambda o: o.get("status", {}).get("statusReason") == 428, WITHIN)
         assert (obj["status"]["phase"], obj["status"]["state"]) == ("Disconnected", "refused")
 
-        def history() -> list[dict[str, Any]]:
-            return query(pg_url, "SELECT to_phase, state, status_reason FROM whatsapp_operator.transitions")
+        def history() -> list[tuple[str, str, str | None, int | None]]:
+            sql = "SELECT from_phase, to_phase, state, status_reason FROM whatsapp_operator.transitions ORDER BY id"
+            return [tuple(r.values()) for r in query(pg_url, sql)]
 
-        await eventually(lambda: history()[-1]["to_phase"] == "Disconnected", within=WITHIN)
-        assert history()[-1] == {"to_phase": "Disconnected", "state": "refused", "status_reason": 428}
+        refusal = ("Disconnected", "refused", 428)
+        await eventually(lambda: history()[-1][1:] == refusal, within=WITHIN)
+        # A probe that saw the close first made the change without a reason: the reason is then a row of its own.
+        assert history()[-1:] == [("Pairing", *refusal)] or history()[-2:] == [
+            ("Pairing", "Disconnected", "close", None),
+            ("Disconnected", *refusal),
+        ]
         (row,) = query(pg_url, "SELECT whatsapp_status, pairing_code, pairing_code_expires_at FROM usuarios")
         assert row == {"whatsapp_status": "disconnected", "pairing_code": None, "pairing_code_expires_at": None}
+
+
+async def test_a_refusal_delivered_after_the_close_was_seen_is_a_history_row_of_its_own(pg_url: str) -> None:
+    """Evolution's deliveries race its API: here the probe the QR-limit message pulled forward sees the
+    close first, and the refusal, held back until then, adds its reason to `.status` and the history."""
+    query(pg_url, "INSERT INTO usuarios (id, nome) VALUES ('rita', 'Rita')")
+    spec = {"probe": {"intervalSeconds": INTERVAL}}
+    async with environment(database_url=pg_url, webhooks=True, **spec) as (kube, sim, _):
+        held: list[tuple[Any, str, Any]] = []
+        emit = sim.emit
+
+        def holding(instance: Any, event: str, data: Any) -> Any:
+            if isinstance(data, dict) and data.get("state") == "refused":
+                held.append((instance, event, data))
+                return None
+            return emit(instance, event, data)
+
+        sim.emit = holding  # type: ignore[method-assign]
+        await kube.create(instance_manifest("rita"))
+        await wait_phase(kube, "rita", "Pairing", within=WITHIN)
+        sim.act("rita", "qr_limit")
+        obj = await wait_phase(kube, "rita", "Disconnected", within=WITHIN)
+        assert (obj["status"]["state"], obj["status"].get("statusReason")) == ("close", None)
+        (late,) = held
+        emit(*late)
+        obj = await wait_instance(kube, "rita", lambda o: o.get("status", {}).get("statusReason") == 428, WITHIN)
+        assert (obj["status"]["phase"], obj["status"]["state"]) == ("Disconnected", "refused")
+        sql = "SELECT from_phase, to_phase, state, status_reason FROM whatsapp_operator.transitions ORDER BY id"
+        await eventually(lambda: query(pg_url, sql)[-1]["status_reason"] == 428, within=WITHIN)
+        assert [tuple(r.values()) for r in query(pg_url, sql)][-2:] == [
+            ("Pairing", "Disconnected", "close", None),
+            ("Disconnected", "Disconnected", "refused", 428),
+        ]
 
 
 async def test_a_removal_lands_by_webhook_although_evolution_removes_after_it_is_delivered(pg_url: str) -> None:
