@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 from typing import Any
 
 import kopf
@@ -16,6 +17,11 @@ from whatsapp_operator.engine.metrics import PATH
 from whatsapp_operator.engine.runtime import Runtime
 from whatsapp_operator.engine.settings import Config, ConfigError
 from whatsapp_operator.http_server import HttpServer
+
+# A probe's objects outlive young collections (they wait on Evolution), so with CPython's default
+# thresholds they reach the oldest generation by the thousand, and a full collection over a 10,000-
+# instance heap stalls the loop for hundreds of ms every few seconds (docs/performance.md).
+GC_THRESHOLDS = (50_000, 20, 10)
 
 
 async def operate(
@@ -146,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"whatsapp-operator run: {exc}")
         return 2
     logs.configure(verbose=config.verbose, log_format=config.log_format)
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()  # what the imports made lives as long as the process: no collection walks it again
     asyncio.run(operate(config))
     return 0
 
