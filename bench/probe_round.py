@@ -33,6 +33,7 @@ from bench.harness import (
     Child,
     limit,
     machine,
+    machine_jiffies,
     main,
     operator_argv,
     poll,
@@ -141,7 +142,9 @@ async def restart(args: argparse.Namespace, kube_url: str, admin: httpx.AsyncCli
         await operator.stop()
 
 
-async def operator_stage(args: argparse.Namespace, cluster: Child, kube_url: str, admin: httpx.AsyncClient) -> Result:
+async def operator_stage(
+    args: argparse.Namespace, cluster: Child, simulator: Child, kube_url: str, admin: httpx.AsyncClient
+) -> Result:
     argv = operator_argv(kube_url)
     operator = await Child.spawn("operator", argv)
 
@@ -152,11 +155,21 @@ async def operator_stage(args: argparse.Namespace, cluster: Child, kube_url: str
         async with limit(120, "the operator's start on an empty cluster"):
             await poll(prober_running, 0.2)
         idle = operator.usage()
+        processes = {"operator": operator, "simulator": simulator, "api_emulator": cluster}
+        cpu = {name: child.usage().cpu_seconds for name, child in processes.items()}
+        jiffies, writes = machine_jiffies(), await cluster.ask("writes")
         started = time.monotonic()
         await cluster.ask("instances", count=args.instances)
         async with limit(max(600.0, args.instances * 0.1), "the operator's convergence"):
             await wait_converged(cluster, args.instances)
             converged = time.monotonic() - started
+            # Where the convergence's time went: each process's CPU, and the writes the API server took.
+            busy, _, total = (after - before for after, before in zip(machine_jiffies(), jiffies, strict=True))
+            convergence = {
+                "cpu_seconds": {name: round(c.usage().cpu_seconds - cpu[name], 1) for name, c in processes.items()},
+                "machine_busy_share": round(busy / total, 3),
+                "writes_received": delta(writes, await cluster.ask("writes")),
+            }
             settled = converged + await wait_quiet(cluster)
         steady = await steady_round(args, cluster, operator, admin)
     finally:
@@ -165,6 +178,7 @@ async def operator_stage(args: argparse.Namespace, cluster: Child, kube_url: str
         "command": shown(argv),
         "rss_mib_without_instances": round(idle.rss_mib, 1),
         "convergence_seconds": round(converged, 1),
+        "convergence": convergence,
         "settled_seconds": round(settled, 1),
         "steady_round": steady,
     }
@@ -235,11 +249,11 @@ async def run(args: argparse.Namespace) -> Result:
     result: dict[str, Any] = {"instances": args.instances, "latency_ms": args.latency_ms, "machine": machine()}
     result["knobs"] = {"spec.probe": probe}
     async with contextlib.AsyncExitStack() as stack:
-        _, sim_url = await start_simulator(stack, scenario)
+        simulator, sim_url = await start_simulator(stack, scenario)
         cluster, kube_url = await start_cluster(stack)
         admin = await stack.enter_async_context(httpx.AsyncClient(base_url=sim_url, timeout=60))
         await cluster.ask("server", sim_url=sim_url, probe=probe)
-        result["operator"] = operator = await operator_stage(args, cluster, kube_url, admin)
+        result["operator"] = operator = await operator_stage(args, cluster, simulator, kube_url, admin)
         result["capacity_round"] = capacity = await capacity_stage(args, cluster, kube_url)
         result["baseline"] = original = await baseline_stage(args, sim_url)
     result["speedup_over_baseline"] = round(original["round_seconds"] / capacity["seconds"]["median"], 1)
