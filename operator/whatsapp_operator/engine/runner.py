@@ -8,6 +8,7 @@ import gc
 from typing import Any
 
 import kopf
+import uvloop
 
 from whatsapp_operator.engine import logs, settings
 from whatsapp_operator.engine.handlers import registry
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(verbose=config.verbose, log_format=config.log_format)
     gc.set_threshold(*GC_THRESHOLDS)
     gc.freeze()  # what the imports made lives as long as the process: no collection walks it again
-    asyncio.run(operate(config))
+    uvloop.run(operate(config))  # libuv's loop: less CPU per probe than asyncio's (docs/performance.md)
     return 0
 
 
