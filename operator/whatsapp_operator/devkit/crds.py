@@ -1,4 +1,5 @@
-"""The project's CustomResourceDefinitions and example manifests, read from the repository's `crds/`.
+"""The project's CustomResourceDefinitions and example manifests, read from the repository's `crds/`
+and `manifests/examples/`.
 
 The YAML files are the single source of truth (kubectl, Kustomize, the emulator and the tests all
 read them); this only finds and parses them. An installed wheel carries no `crds/`, so whoever runs
@@ -14,15 +15,16 @@ from typing import Any
 import yaml
 
 CRDS_DIR_ENV = "WHATSAPP_OPERATOR_CRDS_DIR"
+REPOSITORY = Path(__file__).resolve().parents[3]
 
 
 def crds_dir() -> Path:
     override = os.environ.get(CRDS_DIR_ENV)
-    return Path(override) if override else Path(__file__).resolve().parents[3] / "crds"
+    return Path(override) if override else REPOSITORY / "crds"
 
 
 def examples_dir() -> Path:
-    return crds_dir() / "examples"
+    return REPOSITORY / "manifests" / "examples"
 
 
 def read_manifests(path: Path) -> list[dict[str, Any]]:

@@ -179,7 +179,7 @@ def test_describe_shows_the_operators_events(demo: Demo) -> None:
 
 
 def test_apply_of_the_examples_validates_on_the_server_and_is_idempotent(demo: Demo) -> None:
-    examples = str(ROOT / "crds" / "examples")
+    examples = str(ROOT / "manifests" / "examples")
     demo.kubectl("apply", "-f", "-", stdin="apiVersion: v1\nkind: Namespace\nmetadata: {name: examples}\n")
     first = demo.kubectl("apply", "-n", "examples", "-f", examples).stdout.splitlines()
     assert sorted(first) == [
