@@ -77,13 +77,15 @@ async def environment(
     webhooks: bool = False,
     callback_secret: str | None = None,
     status_api: bool = False,
+    peering: str | None = None,
     **server_spec: Any,
 ) -> AsyncIterator[tuple[EmulatedCluster, Simulator, Runtime]]:
     """The whole job started from the test body, so that every clock is looptime's from the start
     (fixtures run before looptime takes over the loop's clock, and timers armed there misfire).
     `database_url` turns the Postgres mirror on; `webhooks` (with it) the EvolutionServer's webhook,
     which names the operator's receiver, so that Evolution's events reach the operator; `status_api`
-    the status API's token Secret (STATUS_API_TOKEN), named in the operator's settings."""
+    the status API's token Secret (STATUS_API_TOKEN), named in the operator's settings; `peering` a
+    ClusterKopfPeering of that name, which the operator joins (kopf waits for it to exist)."""
     listen = "127.0.0.1:0"
     if webhooks:
         listen = f"127.0.0.1:{free_port()}"
@@ -93,6 +95,10 @@ async def environment(
         if status_api:
             await kube.create(status_api_secret_manifest(STATUS_API_TOKEN))
             settings["status_api_secret"] = (NAMESPACE, STATUS_API_SECRET)
+        if peering is not None:
+            peering_object = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}}
+            await kube.create(peering_object)
+            settings["peering"] = peering
         runtime = operator_runtime(kube, database_url, listen, **settings)
         async with running(runtime):
             yield kube, sim, runtime
