@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
@@ -36,11 +36,12 @@ STATUS_API_TOKEN = "status-api-token-of-the-tests-0123456789"
 
 @contextlib.asynccontextmanager
 async def backends(
-    callback_secret: str | None = None, **server_spec: Any
+    callback_secret: str | None = None, *, tokens: Mapping[str, str] | None = None, **server_spec: Any
 ) -> AsyncIterator[tuple[EmulatedCluster, Simulator]]:
     """The API server (with the EvolutionServer "default" and its Secret, which holds WEBHOOK_SECRET
-    too) and Evolution, for operators to run against; the emulator's complaints fail the test at the end."""
-    async with EmulatedCluster() as kube:
+    too) and Evolution, for operators to run against; the emulator's complaints fail the test at the end.
+    `tokens`: the bearer tokens the API server requires (EmulatedCluster's)."""
+    async with EmulatedCluster(tokens=tokens) as kube:
         sim = Simulator(api_key=API_KEY, seed=1)
         await sim.start()
         try:
@@ -57,17 +58,16 @@ async def backends(
 def operator_runtime(
     kube: EmulatedCluster, database_url: str | None = None, webhook_listen: str = "127.0.0.1:0", **settings: Any
 ) -> Runtime:
-    """`settings`: more of `Config`'s fields."""
-    return Runtime(
-        Config(
-            kube_server=kube.url,
-            liveness=None,
-            database_url=database_url,
-            webhook_listen=webhook_listen,
-            metrics_listen="127.0.0.1:0",  # a free port: scraped through runtime.metrics_url
-            **settings,
-        )
-    )
+    """`settings`: more of `Config`'s fields, or others than these (`kube_server=None`: log in as
+    `run` does, through the kubeconfig)."""
+    defaults: dict[str, Any] = {
+        "kube_server": kube.url,
+        "liveness": None,
+        "database_url": database_url,
+        "webhook_listen": webhook_listen,
+        "metrics_listen": "127.0.0.1:0",  # a free port: scraped through runtime.metrics_url
+    }
+    return Runtime(Config(**(defaults | settings)))
 
 
 @contextlib.asynccontextmanager
