@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.operator_harness import backends, instance_manifest, wait_phase
+from tests.support.operator_harness import backends, instance_manifest, wait_event, wait_instance, wait_phase
 from whatsapp_operator.devkit.kube_emulator import Access, EmulatedCluster
 from whatsapp_operator.devkit.kube_emulator.server import USER_AGENT
 
@@ -89,23 +89,28 @@ async def test_an_exec_plugins_token_logs_in_and_a_rotated_one_is_fetched_on_a_4
             "interactiveMode": "Never",
         }
     }
-    async with backends(tokens={"first-token": "operator"}) as (kube, sim):
+    async with backends(tokens={"first-token": "operator"}, probe={"intervalSeconds": 5}) as (kube, sim):
         write_kubeconfig(kubeconfig, kube.url, exec_user)
         sim.add_instance("ana", "open")
         await kube.create(instance_manifest("ana"))
         async with operator_process(kubeconfig):
             await wait_phase(kube, "ana", "Connected", within=30)
+            # kopf is done with it (its annotations, the Connected Event), so the next request is ours.
+            await wait_instance(kube, "ana", lambda obj: bool(obj["metadata"].get("annotations")), within=30)
+            await wait_event(kube, "ana", "Connected")
             # The token expires: the API server refuses it, the plugin now hands out the next one.
             token.write_text("second-token\n")
             kube.emulator.tokens["second-token"] = "operator, later"
             del kube.emulator.tokens["first-token"]
             rotated = len(kube.emulator.audit_log)
-            await kube.patch("whatsappinstances", "ana", {"spec": {"suspend": True}})
-            await wait_phase(kube, "ana", "Suspended", within=30)  # our client's status patch
+            sim.act("ana", "disconnect", 401)  # the next probe sees it: our client writes, kopf does not
+            await wait_phase(kube, "ana", "LoggedOut", within=30)
         before, after = kube.emulator.audit_log[:rotated], kube.emulator.audit_log[rotated:]
     assert {a.user for a in before if not a.user_agent.startswith(USER_AGENT)} == {"operator"}
     ours = [(a.user, a.verb, a.qualified) for a in after if a.user_agent == "whatsapp-operator"]
-    assert ours[:2] == [
-        (None, "patch", "whatsappinstances/status"),  # refused: 401
-        ("operator, later", "patch", "whatsappinstances/status"),  # again, after logging in again
-    ]
+    refused = [request for request in ours if request[0] is None]
+    assert refused, "the old token was refused once"
+    assert ours[: len(refused)] == refused, "and then never again"
+    assert {user for user, _, _ in ours[len(refused) :]} == {"operator, later"}
+    repeated = {(verb, resource) for user, verb, resource in ours[len(refused) :]}
+    assert {(verb, resource) for _, verb, resource in refused} <= repeated, "each refused request made again"
