@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("whatsapp_operator.db.history", "print a driver's phase transitions and uptime"),
     "webhooks": ("whatsapp_operator.webhooks.cli", "look at the webhook inbox and replay dead webhooks"),
     "notifications": ("whatsapp_operator.db.outbox_cli", "list driver notifications and replay dead deliveries"),
+    "status": ("whatsapp_operator.fleet_status", "print the fleet: instances per phase per server, the unhealthy ones"),
     "demo": ("whatsapp_operator.devkit.demo", "run the whole job on this machine against a scenario"),
 }
 

@@ -1,18 +1,20 @@
 """The few Kubernetes API calls the operator makes outside kopf's handlers: reading Secrets,
 merge-patching the status of objects that the probers own, and Events whose fate matters.
 
-Credentials come from kopf's own login (service account, kubeconfig, or an explicit server), so
-the operator authenticates exactly one way.
+Credentials come from `login()`, kopf's login handler: the official `kubernetes` client's (an
+in-cluster ServiceAccount, or a kubeconfig with whatever it holds), or an explicit server. kopf and
+this client use the same ConnectionInfo, so the operator authenticates exactly one way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import datetime
 import logging
 import socket
-import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aiohttp
@@ -21,7 +23,28 @@ import kopf
 from whatsapp_operator import GROUP, VERSION
 
 logger = logging.getLogger(__name__)
-COMPONENT = "whatsapp-operator"  # who Events say wrote them (kubectl describe's From column)
+# Who Events say wrote them (kubectl describe's From column), and the User-Agent of our requests.
+COMPONENT = "whatsapp-operator"
+Login = Callable[[], Awaitable[kopf.ConnectionInfo]]
+
+
+async def login(server: str | None, **kwargs: Any) -> kopf.ConnectionInfo:
+    """`server` given (the demo, tests): that URL, without credentials or TLS checks. Else the
+    official client's login through kopf (`kwargs`: the login handler's): the in-cluster
+    ServiceAccount, or the kubeconfig ($KUBECONFIG, ~/.kube/config; its current context) with
+    tokens, client certificates, exec credential plugins or OIDC. Raises kopf.LoginError."""
+    if server:
+        return kopf.ConnectionInfo(server=server, insecure=True)
+    # The client reads files and runs exec plugins (subprocesses): not on the event loop.
+    info = await asyncio.to_thread(kopf.login_via_client, **kwargs)
+    if info is None:
+        raise kopf.LoginError("the kubernetes client library is not installed")
+    return info
+
+
+def _transport(info: kopf.ConnectionInfo) -> kopf.ConnectionInfo:
+    """What the connections depend on: all but the credentials sent in headers."""
+    return dataclasses.replace(info, scheme=None, token=None, username=None, password=None, expiration=None)
 
 
 class KubeError(Exception):
@@ -37,14 +60,25 @@ class SecretMissing(KubeError):
 
 
 class KubeApi:
+    """The operator's own client, on the credentials of kopf's login (`use`). A 401 logs in again
+    once (a token rotated or expired before kopf noticed) and repeats the request."""
+
     def __init__(self) -> None:
         self._info: kopf.ConnectionInfo | None = None
+        self._login: Login | None = None
+        self._headers: dict[str, str] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._logging_in = asyncio.Lock()
 
-    async def use(self, info: kopf.ConnectionInfo) -> None:
-        """Called from the login handler, also on re-login after the token rotated."""
+    async def use(self, info: kopf.ConnectionInfo, login: Login | None = None) -> None:
+        """Called from the login handler, also when kopf logs in again; `login` makes new credentials
+        on a 401. New credentials keep the connections unless the server or TLS material changed."""
+        if login is not None:
+            self._login = login
+        if self._info is None or _transport(info) != _transport(self._info):
+            await self.close()
         self._info = info
-        await self.close()
+        self._headers = {"Accept": "application/json", "User-Agent": COMPONENT} | info.as_http_headers()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -56,31 +90,43 @@ class KubeApi:
             raise KubeError("not logged in to the Kubernetes API yet")
         if self._session is None or self._session.closed:
             info = self._info
-            headers = {"Accept": "application/json"}
-            if info.token:
-                headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-            auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
-            context: ssl.SSLContext | bool = False if info.insecure else ssl.create_default_context()
-            if isinstance(context, ssl.SSLContext):
-                if info.ca_path:
-                    context.load_verify_locations(cafile=info.ca_path)
-                if info.ca_data:
-                    context.load_verify_locations(cadata=info.ca_data.decode())
-                if info.certificate_path and info.private_key_path:
-                    context.load_cert_chain(info.certificate_path, info.private_key_path)
             self._session = aiohttp.ClientSession(
                 base_url=info.server.rstrip("/") + "/",
-                headers=headers,
-                auth=auth,
-                connector=aiohttp.TCPConnector(ssl=context, limit=20),
+                # kopf's own TLS: CA and client certificate from paths or data, or no checks if insecure.
+                connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=20),
+                proxy=info.proxy_url,
+                trust_env=info.trust_env,
                 timeout=aiohttp.ClientTimeout(total=30, connect=5),
             )
         return self._session
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        session = self._ensure_session()
+        info = self._info
         try:
-            async with session.request(method, path.lstrip("/"), **kwargs) as response:
+            return await self._send(method, path, **kwargs)
+        except KubeError as exc:
+            if exc.status != 401 or self._login is None:
+                raise
+        await self._login_again(info)
+        return await self._send(method, path, **kwargs)
+
+    async def _login_again(self, refused: kopf.ConnectionInfo | None) -> None:
+        assert self._login is not None
+        async with self._logging_in:
+            if self._info is not refused:  # another request logged in again meanwhile
+                return
+            try:
+                info = await self._login()
+            except kopf.LoginError as exc:
+                message = f"the API server refused the credentials, and logging in again failed: {exc}"
+                raise KubeError(message, 401) from exc
+            await self.use(info)
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        session = self._ensure_session()
+        headers = self._headers | kwargs.pop("headers", {})
+        try:
+            async with session.request(method, path.lstrip("/"), headers=headers, **kwargs) as response:
                 if response.status >= 400:
                     text = await response.text()
                     raise KubeError(f"{method} {path}: HTTP {response.status}: {text[:300]}", response.status)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
@@ -36,11 +36,12 @@ STATUS_API_TOKEN = "status-api-token-of-the-tests-0123456789"
 
 @contextlib.asynccontextmanager
 async def backends(
-    callback_secret: str | None = None, **server_spec: Any
+    callback_secret: str | None = None, *, tokens: Mapping[str, str] | None = None, **server_spec: Any
 ) -> AsyncIterator[tuple[EmulatedCluster, Simulator]]:
     """The API server (with the EvolutionServer "default" and its Secret, which holds WEBHOOK_SECRET
-    too) and Evolution, for operators to run against; the emulator's complaints fail the test at the end."""
-    async with EmulatedCluster() as kube:
+    too) and Evolution, for operators to run against; the emulator's complaints fail the test at the end.
+    `tokens`: the bearer tokens the API server requires (EmulatedCluster's)."""
+    async with EmulatedCluster(tokens=tokens) as kube:
         sim = Simulator(api_key=API_KEY, seed=1)
         await sim.start()
         try:
@@ -57,17 +58,16 @@ async def backends(
 def operator_runtime(
     kube: EmulatedCluster, database_url: str | None = None, webhook_listen: str = "127.0.0.1:0", **settings: Any
 ) -> Runtime:
-    """`settings`: more of `Config`'s fields."""
-    return Runtime(
-        Config(
-            kube_server=kube.url,
-            liveness=None,
-            database_url=database_url,
-            webhook_listen=webhook_listen,
-            metrics_listen="127.0.0.1:0",  # a free port: scraped through runtime.metrics_url
-            **settings,
-        )
-    )
+    """`settings`: more of `Config`'s fields, or others than these (`kube_server=None`: log in as
+    `run` does, through the kubeconfig)."""
+    defaults: dict[str, Any] = {
+        "kube_server": kube.url,
+        "liveness": None,
+        "database_url": database_url,
+        "webhook_listen": webhook_listen,
+        "metrics_listen": "127.0.0.1:0",  # a free port: scraped through runtime.metrics_url
+    }
+    return Runtime(Config(**(defaults | settings)))
 
 
 @contextlib.asynccontextmanager
@@ -77,13 +77,15 @@ async def environment(
     webhooks: bool = False,
     callback_secret: str | None = None,
     status_api: bool = False,
+    peering: str | None = None,
     **server_spec: Any,
 ) -> AsyncIterator[tuple[EmulatedCluster, Simulator, Runtime]]:
     """The whole job started from the test body, so that every clock is looptime's from the start
     (fixtures run before looptime takes over the loop's clock, and timers armed there misfire).
     `database_url` turns the Postgres mirror on; `webhooks` (with it) the EvolutionServer's webhook,
     which names the operator's receiver, so that Evolution's events reach the operator; `status_api`
-    the status API's token Secret (STATUS_API_TOKEN), named in the operator's settings."""
+    the status API's token Secret (STATUS_API_TOKEN), named in the operator's settings; `peering` a
+    ClusterKopfPeering of that name, which the operator joins (kopf waits for it to exist)."""
     listen = "127.0.0.1:0"
     if webhooks:
         listen = f"127.0.0.1:{free_port()}"
@@ -93,6 +95,10 @@ async def environment(
         if status_api:
             await kube.create(status_api_secret_manifest(STATUS_API_TOKEN))
             settings["status_api_secret"] = (NAMESPACE, STATUS_API_SECRET)
+        if peering is not None:
+            peering_object = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}}
+            await kube.create(peering_object)
+            settings["peering"] = peering
         runtime = operator_runtime(kube, database_url, listen, **settings)
         async with running(runtime):
             yield kube, sim, runtime

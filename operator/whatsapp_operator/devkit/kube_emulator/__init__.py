@@ -26,24 +26,30 @@ does on every write what a real API server does:
   `fieldValidation`, so kubectl validates on the server; `fieldValidation=Strict` refuses unknown
   fields (400, "strict decoding error: unknown field ...") where others are pruned.
 
-Every write request is recorded (`writes()`, `write_log`) so that tests can count PATCHes.
+Every write request is recorded (`writes()`, `write_log`) so that tests can count PATCHes, and every
+request as RBAC's authorizer sees it (`audit_log`: verb, group, resource, subresource, namespace,
+name, user) so that tests can check the operator's RBAC. With `tokens` (bearer token to user, like
+a static token file) a request without a known token is a 401; without, anyone may ask anything.
 Namespaces need not be created first: a namespaced write creates its Namespace (`default` exists).
 Served besides the CRDs: Namespaces, Secrets, Events (core and events.k8s.io), kopf's peerings
 (kopf.dev, schema-less) and the CRDs themselves (read-only: use `register_crd()`).
 Not emulated: server-side apply and strategic merge on custom resources (415), dry runs, garbage
-collection of owned objects, admission webhooks, authentication and RBAC, `/openapi/v2` (kubectl
-falls back from it), aggregated discovery (kubectl falls back to the per-group documents), and the
-`Warning` header for dropped fields.
+collection of owned objects, admission webhooks, authentication other than bearer tokens, RBAC
+itself (tests check the audit log against the rules), `/openapi/v2` (kubectl falls back from it),
+aggregated discovery (kubectl falls back to the per-group documents), and the `Warning` header for
+dropped fields.
 
 Test and demo tooling: nothing in the operator imports this package.
 """
 
+from whatsapp_operator.devkit.kube_emulator.audit import Access
 from whatsapp_operator.devkit.kube_emulator.cluster import EmulatedCluster, KubeApiError
 from whatsapp_operator.devkit.kube_emulator.resources import PrunedField, ResourceType, Write
 from whatsapp_operator.devkit.kube_emulator.schema import Cause, Schema, structural_errors
 from whatsapp_operator.devkit.kube_emulator.server import StrictKubernetesEmulator
 
 __all__ = [
+    "Access",
     "Cause",
     "EmulatedCluster",
     "KubeApiError",

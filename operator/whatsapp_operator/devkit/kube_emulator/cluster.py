@@ -17,6 +17,8 @@ from whatsapp_operator.devkit.crds import load_crds
 from whatsapp_operator.devkit.kube_emulator.schema import JSON_PATCH, MERGE_PATCH, Body
 from whatsapp_operator.devkit.kube_emulator.server import USER_AGENT, StrictKubernetesEmulator
 
+ADMIN, ADMIN_TOKEN = "kubernetes-admin", "token-of-the-emulated-clusters-verbs"
+
 
 class KubeApiError(Exception):
     """A request the API server refused; `reason` is the Status reason (NotFound, Conflict, Invalid...)."""
@@ -47,9 +49,13 @@ class EmulatedCluster:
         *,
         host: str = "127.0.0.1",
         port: int | None = None,
+        tokens: Mapping[str, str] | None = None,
     ) -> None:
+        """`tokens` (bearer token to user): the API server requires one of them; the verbs below
+        send one of their own (ADMIN_TOKEN)."""
         # strict: an emulator crash (not a 4xx it meant to send) fails the block it runs in.
-        self.emulator = StrictKubernetesEmulator(strict=True)
+        self.emulator = StrictKubernetesEmulator(strict=True, tokens={ADMIN_TOKEN: ADMIN, **tokens} if tokens else {})
+        self._auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if tokens else {}
         for crd in load_crds() if crds is None else crds:
             self.emulator.register_crd(crd)
         self._server = kmock.Server(self.emulator, host=host, port=port, user_agent=USER_AGENT)
@@ -188,6 +194,7 @@ class EmulatedCluster:
         return obj
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Body:
+        kwargs["headers"] = self._auth | kwargs.get("headers", {})
         async with self._server.client.request(method, path, **kwargs) as response:
             body = await response.json(content_type=None)
             if response.status >= 400:

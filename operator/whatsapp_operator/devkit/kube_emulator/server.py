@@ -22,6 +22,7 @@ import jsonpointer
 import kmock
 
 from whatsapp_operator.devkit.kube_emulator import openapi
+from whatsapp_operator.devkit.kube_emulator.audit import ANONYMOUS, Access, bearer_token, request_attributes
 from whatsapp_operator.devkit.kube_emulator.printing import table, wants_table
 from whatsapp_operator.devkit.kube_emulator.resources import (
     AGE,
@@ -73,8 +74,13 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
 
     watch_window: int = 10_000  # events kept per resource for watches resuming from a resourceVersion
 
+    # Bearer tokens and their users, as a static token file: when any is given, a request without one
+    # of them is a 401 (kopf and the operator's client log in again). None given: no authentication.
+    tokens: dict[str, str] = attrs.field(factory=dict)
+
     pruned: list[PrunedField] = attrs.field(factory=list, init=False)
     write_log: list[Write] = attrs.field(factory=list, init=False)
+    audit_log: list[Access] = attrs.field(factory=list, init=False)  # every request, as RBAC sees it
 
     _types: dict[kmock.resource, ResourceType] = attrs.field(factory=dict, init=False)
     _objects: kmock.ObjectsArray = attrs.field(factory=kmock.ObjectsArray, init=False)
@@ -280,6 +286,21 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
     # -- HTTP ------------------------------------------------------------------------------------
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        access = request_attributes(raw_request.method, raw_request.path, raw_request.query)
+        user = self._authenticate(raw_request.headers.get("Authorization"))
+        self.audit_log.append(
+            dataclasses.replace(access, user=user, user_agent=raw_request.headers.get("User-Agent", ""))
+        )
+        if user is None:
+            return aiohttp.web.json_response(status_body(api_error(401, "Unauthorized", "Unauthorized")), status=401)
+        return await self._dispatch(raw_request)
+
+    def _authenticate(self, authorization: str | None) -> str | None:
+        if not self.tokens:
+            return ANONYMOUS
+        return self.tokens.get(bearer_token(authorization) or "")
+
+    async def _dispatch(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if raw_request.method == "GET" and raw_request.path.startswith("/openapi/v3"):
             return self._serve_openapi(raw_request.path.removeprefix("/openapi/v3").strip("/"))
         match = NAMESPACE_PATH.fullmatch(raw_request.path)

@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from whatsapp_operator import GROUP
+from whatsapp_operator import GROUP, kube
 from whatsapp_operator.core.resources import FINALIZER
 from whatsapp_operator.engine.handlers import registry
 from whatsapp_operator.engine.runtime import Runtime
@@ -31,13 +31,15 @@ def configure(settings: kopf.OperatorSettings) -> None:
 
 
 @kopf.on.login(registry=registry)
-async def login(memo: Runtime, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    if memo.config.kube_server:
-        info: kopf.ConnectionInfo | None = kopf.ConnectionInfo(server=memo.config.kube_server, insecure=True)
-    else:
-        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-    if info is not None:
-        await memo.kube.use(info)
+async def login(memo: Runtime, logger: kopf.Logger, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials and our client's, one login (`kube.login`); kopf calls it again on a 401,
+    our client too (the same call)."""
+
+    async def again() -> kopf.ConnectionInfo:
+        return await kube.login(memo.config.kube_server, logger=logger, settings=settings)
+
+    info = await again()
+    await memo.kube.use(info, again)
     return info
 
 
