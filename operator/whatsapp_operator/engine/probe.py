@@ -14,11 +14,11 @@ import secrets
 
 from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.core import machine
-from whatsapp_operator.core.machine import Observation, Outcome
 from whatsapp_operator.core.pairing import Move, move_after
 from whatsapp_operator.core.phases import EvolutionState, Phase
 from whatsapp_operator.core.phone import InvalidPhoneNumber, evolution_number, normalize_phone
 from whatsapp_operator.core.resources import ServerSpec
+from whatsapp_operator.core.state import Action, Decision, ForceLogout, Notify, Observation, Outcome, Policy, Recreate
 from whatsapp_operator.engine.metrics import ServerMetrics
 from whatsapp_operator.engine.recorder import Recorder
 from whatsapp_operator.engine.tracked import Tracked
@@ -56,8 +56,8 @@ class Probe:
         self.webhook = _webhook(spec, webhook_secret)
         self.notify_cooldown = notify_cooldown
 
-    def _policy(self, t: Tracked) -> machine.Policy:
-        return machine.Policy(
+    def _policy(self, t: Tracked) -> Policy:
+        return Policy(
             stuck_after=datetime.timedelta(seconds=self.spec.stuck_after),
             max_forced_logouts=self.spec.max_forced_logouts,
             notify_cooldown=self.notify_cooldown,
@@ -98,9 +98,9 @@ class Probe:
         # A little after the deadline, so that the deadline has really passed when we look.
         return min(interval_at, self.clock.loop_time(decision.recheck_at) + 0.5)
 
-    async def _decide(self, t: Tracked, obs: Observation) -> machine.Decision:
+    async def _decide(self, t: Tracked, obs: Observation) -> Decision:
         decision = machine.reconcile(t.state, obs, self.clock.now(), self._policy(t))
-        notify = next((a for a in decision.actions if isinstance(a, machine.Notify)), None)
+        notify = next((a for a in decision.actions if isinstance(a, Notify)), None)
         await self.recorder.commit(t, decision.state, notify)
         self.recorder.emit(t, decision.actions)
         return decision
@@ -220,11 +220,11 @@ class Probe:
 
     # -- remediation ----------------------------------------------------------------------------
 
-    async def act(self, t: Tracked, actions: tuple[machine.Action, ...]) -> Observation | None:
+    async def act(self, t: Tracked, actions: tuple[Action, ...]) -> Observation | None:
         """Carry out remediation; the connect that follows it is observed at once."""
         try:
             for action in actions:
-                if isinstance(action, machine.ForceLogout):
+                if isinstance(action, ForceLogout):
                     # Already closed (NotConnected): the connect below is all that is needed.
                     with contextlib.suppress(evo_errors.NotConnected):
                         await self.client.logout(t.spec.instance_name)
@@ -234,7 +234,7 @@ class Probe:
                     t.code.forget()
                     self.recorder.code_died(t)
                     return self._pairing_observation(t, await self._start_pairing(t))
-                if isinstance(action, machine.Recreate):
+                if isinstance(action, Recreate):
                     await self._ensure_created(t)
                     self.recorder.event(t, "Normal", "Recreated", "recreated on Evolution")
                     return self._pairing_observation(t, await self._start_pairing(t))

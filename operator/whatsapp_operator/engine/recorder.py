@@ -15,13 +15,21 @@ import kopf
 
 from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.clock import LoopClock
-from whatsapp_operator.core import machine
-from whatsapp_operator.core.machine import Condition, ConditionStatus, InstanceState
 from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.core.pairing import SOCKET_ENDED
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.phone import InvalidPhoneNumber, normalize_phone
 from whatsapp_operator.core.resources import InstanceKey
+from whatsapp_operator.core.state import (
+    Action,
+    Condition,
+    ConditionStatus,
+    Event,
+    InstanceState,
+    Notify,
+    set_condition,
+    stuck,
+)
 from whatsapp_operator.core.status import DATABASE_SYNCED, InstanceStatus, normalize, server_status, status_patch
 from whatsapp_operator.kube import KubeApi, KubeError
 
@@ -67,14 +75,14 @@ class Recorder:
 
     # -- one instance ---------------------------------------------------------------------------
 
-    async def commit(self, t: Tracked, new: InstanceState, notify: machine.Notify | None = None) -> None:
+    async def commit(self, t: Tracked, new: InstanceState, notify: Notify | None = None) -> None:
         """The machine's new state: record a phase change (and a decision to notify, in the same
         transaction) in the mirror, then write the status, which holds the decision for good."""
         old = t.state
         # An equal state keeps the object the status was written from (no second copy in memory).
         new = normalize(new) if new != old else old
         notification = self._notification(t, new, notify) if notify is not None else None
-        if new is not old and (new.phase is not old.phase or machine.stuck(new) != machine.stuck(old)):
+        if new is not old and (new.phase is not old.phase or stuck(new) != stuck(old)):
             self.server_dirty = True  # the server's counts change
         if new.phase is not old.phase and new.phase in SOCKET_ENDED:
             t.code.forget()  # the mirror clears the row's code with the transition
@@ -99,10 +107,10 @@ class Recorder:
             return
         if state.notify_decided is None or state.notify_decided < since:
             return
-        notify = machine.Notify(state.notify_kind, state.notify_episode, state.notify_decided)
+        notify = Notify(state.notify_kind, state.notify_episode, state.notify_decided)
         self.mirror.record_notification(t.spec.key, self._notification(t, state, notify))
 
-    def _notification(self, t: Tracked, state: InstanceState, notify: machine.Notify) -> Notification:
+    def _notification(self, t: Tracked, state: InstanceState, notify: Notify) -> Notification:
         spec = t.spec
         return Notification(
             instance_uid=spec.uid,
@@ -177,7 +185,7 @@ class Recorder:
         """The mirror's verdict on one instance changed: show it as condition DatabaseSynced."""
         member = t.member
         current = (member.db_condition,) if member.db_condition is not None else ()
-        (condition,) = machine.set_condition(current, DATABASE_SYNCED, status, reason, message, self.clock.now())
+        (condition,) = set_condition(current, DATABASE_SYNCED, status, reason, message, self.clock.now())
         if condition != member.db_condition:
             member.db_condition = condition
             self._background.add(task := asyncio.get_running_loop().create_task(self.write_status(t)))
@@ -208,9 +216,9 @@ class Recorder:
     def event(self, t: Tracked, type: str, reason: str, message: str) -> None:
         kopf.event(t.spec.body, type=type, reason=reason, message=message)
 
-    def emit(self, t: Tracked, actions: Iterable[machine.Action]) -> None:
+    def emit(self, t: Tracked, actions: Iterable[Action]) -> None:
         for action in actions:
-            if isinstance(action, machine.Event):
+            if isinstance(action, Event):
                 self.event(t, action.type, action.reason, action.message)
 
     # -- the EvolutionServer --------------------------------------------------------------------

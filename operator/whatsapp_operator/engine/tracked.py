@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from whatsapp_operator.core.machine import InstanceState, Observation
 from whatsapp_operator.core.pairing import CodeWatch
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.resources import InstanceSpec
+from whatsapp_operator.core.state import InstanceState, Observation
 from whatsapp_operator.engine.fleet import Member
 
 
