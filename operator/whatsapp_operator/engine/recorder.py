@@ -71,6 +71,7 @@ class Recorder:
         self._written_server: dict[str, Any] = {}
         self._reachable: bool | None = None
         self._server_ready: Condition | None = None
+        self._instances_live: Condition | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     # -- one instance ---------------------------------------------------------------------------
@@ -258,6 +259,21 @@ class Recorder:
         if not (first and ready):  # "the sender is ready" is news only after it was not
             self._server_event("Normal" if ready else "Warning", reason, message)
 
+    def instances_live(self, live: bool, failed: int, checked: int) -> None:
+        """The outage guard turned (engine.liveness): InstancesLive on the EvolutionServer, absent until
+        it first holds, and an Event each way."""
+        share = f"{failed} of the {checked} instances checked within the last liveness interval failed"
+        if live:
+            reason, message = "InstancesLive", f"{share}; failed checks count again"
+        else:
+            reason = "FleetWideLivenessFailure"
+            message = f"{share}: Evolution or WhatsApp is failing, not the instances; no phase changes, no remediation"
+        status = ConditionStatus.TRUE if live else ConditionStatus.FALSE
+        self._instances_live = Condition("InstancesLive", status, reason, message, self.clock.now())
+        self.server_dirty = True
+        self._wake()
+        self._server_event("Normal" if live else "Warning", reason, message)
+
     def _server_event(self, type: str, reason: str, message: str) -> None:
         involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EvolutionServer", "name": self.server}
         event = self.kube.create_event(
@@ -275,7 +291,7 @@ class Recorder:
             if self._server_ready is None or self._server_ready.status != ready:
                 reason = "Reachable" if self._reachable else "BreakerOpen"
                 self._server_ready = Condition("Ready", ready, reason, "", self.clock.now())
-        conditions = tuple(c for c in (self._server_ready, self._sender_ready) if c is not None)
+        conditions = tuple(c for c in (self._server_ready, self._sender_ready, self._instances_live) if c is not None)
         patch = status_patch(self._written_server, server_status(breaker, instances, conditions))
         if not patch:
             return
