@@ -120,8 +120,7 @@ class SimInstance:
     phone_number: str | None = None  # pairing-mode number of the current socket, reused by reconnects
     paired: bool = False  # has session credentials: a new socket opens instead of showing QR codes
     stuck: bool = False
-    # Open in memory, dead on the wire: onWhatsapp and sendText answer "Connection Closed" (contract
-    # 2.13). A restart (or any reconnect) heals it when `zombie_heals`; otherwise only the session's end.
+    # Open in memory, dead on the wire (contract 2.13); a reconnect heals it if `zombie_heals`.
     zombie: bool = False
     zombie_heals: bool = True
     wuid: str | None = None
