@@ -58,6 +58,12 @@ def parser() -> argparse.ArgumentParser:
         "--concurrency", type=int, default=50, help="the EvolutionServer's spec.probe.concurrency (the CRD's default)"
     )
     p.add_argument("--interval", type=int, default=30, help="the EvolutionServer's spec.probe.intervalSeconds")
+    p.add_argument(
+        "--liveness-interval",
+        type=int,
+        default=300,
+        help="the EvolutionServer's spec.probe.livenessIntervalSeconds (the CRD's default; 0: no liveness checks)",
+    )
     p.add_argument("--rounds", type=int, default=2, help="capacity rounds after one warm-up round")
     p.add_argument("--baseline-cap", type=int, default=200, help="instances the sequential baseline really probes")
     p.add_argument(
@@ -236,7 +242,13 @@ def fleet(args: argparse.Namespace) -> tuple[Result, Result]:
         "groups": [{"prefix": PREFIX, "count": args.instances, "start": "open"}],
         "faults": [{"from": 0, "kind": "latency", "ms": args.latency_ms}],
     }
-    probe = {"concurrency": args.concurrency, "intervalSeconds": args.interval, "timeoutSeconds": 5, "attempts": 3}
+    probe = {
+        "concurrency": args.concurrency,
+        "intervalSeconds": args.interval,
+        "timeoutSeconds": 5,
+        "attempts": 3,
+        "livenessIntervalSeconds": args.liveness_interval,
+    }
     return scenario, probe
 
 
@@ -246,7 +258,12 @@ async def run(args: argparse.Namespace) -> Result:
     if args.profile:
         profiling.prepare(args.profile)
     scenario, probe = fleet(args)
-    result: dict[str, Any] = {"instances": args.instances, "latency_ms": args.latency_ms, "machine": machine()}
+    result: dict[str, Any] = {
+        "instances": args.instances,
+        "latency_ms": args.latency_ms,
+        "liveness_interval": args.liveness_interval,
+        "machine": machine(),
+    }
     result["knobs"] = {"spec.probe": probe}
     async with contextlib.AsyncExitStack() as stack:
         simulator, sim_url = await start_simulator(stack, scenario)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from whatsapp_operator.core.machine import InstanceState
 from whatsapp_operator.core.phases import HOOK_STATE
+from whatsapp_operator.core.state import InstanceState
 from whatsapp_operator.core.status import rfc3339
 
 

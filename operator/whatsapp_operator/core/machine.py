@@ -9,11 +9,29 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import enum
 from collections.abc import Mapping
 from typing import Any
 
+from whatsapp_operator.core import liveness
+from whatsapp_operator.core.liveness import Remedy
 from whatsapp_operator.core.phases import EvolutionState, Phase
+from whatsapp_operator.core.state import (
+    Action,
+    Condition,
+    ConditionStatus,
+    Decision,
+    Event,
+    ForceLogout,
+    InstanceState,
+    Notify,
+    Observation,
+    Outcome,
+    Policy,
+    Recreate,
+    Restart,
+    Verdict,
+    set_condition,
+)
 
 TERMINAL_REASONS = frozenset({401, 402, 403, 406})
 """Evolution's disconnect codes after which it stops reconnecting: the driver must pair again."""
@@ -21,169 +39,19 @@ TERMINAL_REASONS = frozenset({401, 402, 403, 406})
 PHONE_NUMBER_VALID = "PhoneNumberValid"
 
 
-@dataclasses.dataclass(frozen=True)
-class Policy:
-    stuck_after: datetime.timedelta = datetime.timedelta(seconds=30)
-    max_forced_logouts: int = 3
-    forced_logout_window: datetime.timedelta = datetime.timedelta(hours=1)
-    notify_cooldown: datetime.timedelta = datetime.timedelta(minutes=30)
-    notifications_enabled: bool = True
-    notify_reconnected: bool = False  # also tell a notified driver when the link is back
-    phone_problem: str | None = None  # why spec.phoneNumber cannot be normalised (None: it can)
-    pairs_by_code: bool = True  # spec.pairing.method pairingCode: a fresh pairing needs that number
-
-    @property
-    def pairing_blocked(self) -> bool:
-        """A fresh pairing would need a number the operator cannot use: it waits (never a QR instead)."""
-        return self.pairs_by_code and self.phone_problem is not None
-
-
-class Outcome(enum.StrEnum):
-    STATE = "state"  # Evolution answered with a connection state
-    MISSING = "missing"  # Evolution answered 404: the instance is gone
-    FAILED = "failed"  # no usable answer (unreachable, timeout, 5xx, breaker open, ...)
-
-
-@dataclasses.dataclass(frozen=True)
-class Observation:
-    """What one probe learnt. `code_valid_until` is the expiry of a pairing code or QR that the
-    operator knows is outstanding for this instance (None: none known)."""
-
-    outcome: Outcome
-    state: str | None = None
-    reason: int | None = None
-    code_valid_until: datetime.datetime | None = None
-    error: str | None = None
-
-
-class ConditionStatus(enum.StrEnum):
-    """Kubernetes' condition statuses, the strings `.status.conditions[].status` holds."""
-
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
-
-
-@dataclasses.dataclass(frozen=True)
-class Condition:
-    type: str
-    status: str  # a ConditionStatus (a plain str when read back from `.status`)
-    reason: str
-    message: str = ""
-    last_transition_time: datetime.datetime | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class InstanceState:
-    """Everything the operator remembers about an instance; it round-trips through `.status`."""
-
-    phase: Phase = Phase.PENDING
-    state: str | None = None
-    status_reason: int | None = None
-    message: str = ""
-    conditions: tuple[Condition, ...] = ()
-    connecting_since: datetime.datetime | None = None
-    pairing_code_expires_at: datetime.datetime | None = None
-    forced_logouts: int = 0
-    forced_logout_times: tuple[datetime.datetime, ...] = ()
-    last_forced_logout: datetime.datetime | None = None
-    last_connected: datetime.datetime | None = None
-    last_disconnected: datetime.datetime | None = None
-    last_notified: datetime.datetime | None = None  # a channel delivered (written by the notifier)
-    notify_decided: datetime.datetime | None = None  # the last decision to notify: the cooldown's start
-    notify_episode: datetime.datetime | None = None  # that decision's episode: when it had connected
-    notify_kind: str | None = None
-    last_transition: datetime.datetime | None = None
-
-    def condition(self, type_: str) -> Condition | None:
-        return next((c for c in self.conditions if c.type == type_), None)
-
-    @property
-    def episode_open(self) -> bool:
-        """Connected at some point and not yet counted as disconnected since: a disconnection now
-        is news for the driver. Derived from two timestamps so that it survives restarts."""
-        if self.last_connected is None:
-            return False
-        return self.last_disconnected is None or self.last_disconnected < self.last_connected
-
-
-@dataclasses.dataclass(frozen=True)
-class Event:
-    type: str  # "Normal" | "Warning"
-    reason: str
-    message: str
-
-
-@dataclasses.dataclass(frozen=True)
-class ForceLogout:
-    """Log the instance out and connect it again for a fresh code."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Recreate:
-    """Create the instance on Evolution again: it vanished behind the operator's back."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Notify:
-    """Tell the driver their WhatsApp link broke (delivered by the notifications outbox). One per
-    episode: `episode` is when the instance connected, which names the episode for good."""
-
-    kind: str  # "disconnected" | "logged_out" | "reconnected" (the link of `episode` is back)
-    episode: datetime.datetime
-    at: datetime.datetime  # when it was decided
-
-
-Action = Event | ForceLogout | Recreate | Notify
-
-
-def stuck(state: InstanceState) -> bool:
-    """Connecting too long (remediated or not): unhealthy for the heartbeat."""
-    condition = state.condition("Stuck")
-    return condition is not None and condition.status == ConditionStatus.TRUE
-
-
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    state: InstanceState
-    actions: tuple[Action, ...] = ()
-    recheck_at: datetime.datetime | None = None  # probe again no later than this
-
-    @property
-    def events(self) -> tuple[Event, ...]:
-        return tuple(a for a in self.actions if isinstance(a, Event))
-
-
-def set_condition(
-    conditions: tuple[Condition, ...],
-    type_: str,
-    status: str,
-    reason: str,
-    message: str,
-    now: datetime.datetime,
-) -> tuple[Condition, ...]:
-    """Kubernetes convention: lastTransitionTime moves only when the status itself changes."""
-    old = next((c for c in conditions if c.type == type_), None)
-    since = old.last_transition_time if old is not None and old.status == status else now
-    new = Condition(type_, status, reason, message, since)
-    if old == new:
-        return conditions
-    return (*(c for c in conditions if c.type != type_), new)
-
-
-def _phase_of(prev: Phase, obs: Observation, now: datetime.datetime, policy: Policy) -> Phase:
+def _phase_of(prev: InstanceState, obs: Observation, now: datetime.datetime, policy: Policy) -> Phase:
     if obs.outcome is Outcome.FAILED:
         return Phase.UNKNOWN
     if obs.outcome is Outcome.MISSING:
         return Phase.NOT_FOUND
     if obs.state == EvolutionState.OPEN:
-        return Phase.CONNECTED
+        return liveness.open_phase(prev, obs.live, policy)
     if obs.state == EvolutionState.CONNECTING:
         if obs.code_valid_until is not None and obs.code_valid_until > now:
             return Phase.PAIRING
         return Phase.CONNECTING
     if obs.state in (EvolutionState.CLOSE, "refused"):  # refused: the QR limit, in webhooks only
-        if policy.pairing_blocked and prev in (Phase.PENDING, Phase.NOT_FOUND):
+        if policy.pairing_blocked and prev.phase in (Phase.PENDING, Phase.NOT_FOUND):
             return Phase.PENDING  # new or recreated, and the operator could not start its pairing
         return Phase.LOGGED_OUT if obs.reason in TERMINAL_REASONS else Phase.DISCONNECTED
     # Evolution knows the instance but has not loaded it in memory: no state to act upon.
@@ -193,6 +61,7 @@ def _phase_of(prev: Phase, obs: Observation, now: datetime.datetime, policy: Pol
 _PHASE_MESSAGES: Mapping[Phase, str] = {
     Phase.PENDING: "pairing by code waits for a valid spec.phoneNumber",
     Phase.CONNECTED: "WhatsApp is connected",
+    Phase.UNRESPONSIVE: "Evolution says open, but the socket does not answer liveness checks",
     Phase.PAIRING: "waiting for the driver to enter the pairing code or scan the QR code",
     Phase.CONNECTING: "Evolution is connecting without a valid pairing code",
     Phase.DISCONNECTED: "WhatsApp is disconnected",
@@ -204,7 +73,7 @@ _PHASE_MESSAGES: Mapping[Phase, str] = {
 
 def reconcile(prev: InstanceState, obs: Observation, now: datetime.datetime, policy: Policy) -> Decision:
     """Fold one observation into the instance's state and say what to do about it."""
-    phase = _phase_of(prev.phase, obs, now, policy)
+    phase = _phase_of(prev, obs, now, policy)
     actions: list[Action] = []
     state = dataclasses.replace(prev, **_observed(prev, obs, phase, now))
     recheck_at = obs.code_valid_until if phase is Phase.PAIRING else None  # look again when the code runs out
@@ -215,9 +84,11 @@ def reconcile(prev: InstanceState, obs: Observation, now: datetime.datetime, pol
         state, back = _reconnected(prev, state, now, policy)
         actions.extend(back)
 
-    if phase in (Phase.DISCONNECTED, Phase.LOGGED_OUT, Phase.NOT_FOUND) and phase is not prev.phase:
+    if phase in _EPISODE_ENDS and phase is not prev.phase:
         reason = f" (reason {obs.reason})" if obs.reason is not None else ""
-        if phase is Phase.LOGGED_OUT:
+        if phase is Phase.UNRESPONSIVE:  # the driver is told as of a disconnection
+            actions.append(Event("Warning", "Unresponsive", "WhatsApp says open but its socket does not answer"))
+        elif phase is Phase.LOGGED_OUT:
             actions.append(Event("Warning", "LoggedOut", f"WhatsApp session ended{reason}; pairing needed"))
         elif phase is Phase.DISCONNECTED:
             actions.append(Event("Warning", "Disconnected", f"WhatsApp disconnected{reason}"))
@@ -232,13 +103,37 @@ def reconcile(prev: InstanceState, obs: Observation, now: datetime.datetime, pol
         stuck = Condition("Stuck", ConditionStatus.UNKNOWN, "NotProbed", "")
     if phase is Phase.NOT_FOUND:
         actions.append(Recreate())
+    done = None
+    if obs.live is Verdict.DEAD:
+        state, more, done = _revive(state, now, policy)
+        actions.extend(more)
 
-    conditions, phone_event = _phone_condition(_conditions(state, obs, now, stuck), policy, now)
+    conditions = liveness.live_condition(_conditions(state, obs, now, stuck), obs.live, done, policy, now)
+    conditions, phone_event = _phone_condition(conditions, policy, now)
     actions.extend(phone_event)
     state = dataclasses.replace(state, conditions=conditions)
     if state.phase is not prev.phase:
         state = dataclasses.replace(state, last_transition=now)
     return Decision(state, tuple(actions), recheck_at)
+
+
+_EPISODE_ENDS = (Phase.DISCONNECTED, Phase.LOGGED_OUT, Phase.NOT_FOUND, Phase.UNRESPONSIVE)
+
+
+def _revive(state: InstanceState, now: datetime.datetime, policy: Policy) -> tuple[InstanceState, list[Action], Remedy]:
+    """Unresponsive (failureThreshold failed checks in a row): the remedy `liveness.remedy` picks."""
+    done = liveness.remedy(state, now, policy)
+    if done is Remedy.RESTART:
+        message = "liveness checks failed; restarted the socket"
+        return liveness.restarted(state, now, policy), [Restart(), Event("Warning", "Restarted", message)], done
+    if done is Remedy.LOGOUT:
+        state, actions, _ = _remediate(state, now, policy, "liveness checks still failed after a restart")
+        return state, actions, done
+    old = state.condition(liveness.LIVE)
+    if old is not None and old.reason == "RemediationExhausted":
+        return state, [], done
+    message = "still unresponsive with no restart or forced logout left within the hour"
+    return state, [Event("Warning", "RemediationExhausted", message)], done
 
 
 def _observed(prev: InstanceState, obs: Observation, phase: Phase, now: datetime.datetime) -> dict[str, Any]:
@@ -272,7 +167,7 @@ def _stuck(
     if policy.pairing_blocked:  # a forced logout would end in a pairing the operator cannot start
         message = f"connecting for more than {int(policy.stuck_after.total_seconds())} s; a fresh pairing waits"
         return state, [], None, Condition("Stuck", ConditionStatus.TRUE, "InvalidPhoneNumber", message)
-    state, more, recheck_at = _remediate(state, now, policy)
+    state, more, recheck_at = _remediate(state, now, policy, "connecting without a code for too long")
     if any(isinstance(a, ForceLogout) for a in more):
         message = f"connecting for more than {int(policy.stuck_after.total_seconds())} s without a code"
         return state, more, recheck_at, Condition("Stuck", ConditionStatus.TRUE, "ConnectingTooLong", message)
@@ -309,7 +204,7 @@ def _reconnected(
 
 
 def _remediate(
-    state: InstanceState, now: datetime.datetime, policy: Policy
+    state: InstanceState, now: datetime.datetime, policy: Policy, why: str
 ) -> tuple[InstanceState, list[Action], datetime.datetime | None]:
     recent = tuple(t for t in state.forced_logout_times if now - t < policy.forced_logout_window)
     if len(recent) >= policy.max_forced_logouts:
@@ -334,7 +229,7 @@ def _remediate(
     )
     actions = [
         ForceLogout(),
-        Event("Warning", "ForcedLogout", "connecting without a code for too long; logged out for a fresh pairing"),
+        Event("Warning", "ForcedLogout", f"{why}; logged out for a fresh pairing"),
     ]
     state, notify = _end_episode(state, now, policy, "disconnected")
     return state, [*actions, *notify], now + policy.stuck_after

@@ -14,7 +14,7 @@ from whatsapp_operator.core.phases import EvolutionState, Phase
 CODE_LIFETIME = datetime.timedelta(seconds=45)
 
 # Phases observed only once the socket that showed a pairing code is gone (open, closed or deleted).
-SOCKET_ENDED = frozenset({Phase.CONNECTED, Phase.DISCONNECTED, Phase.LOGGED_OUT, Phase.NOT_FOUND})
+SOCKET_ENDED = frozenset({Phase.CONNECTED, Phase.UNRESPONSIVE, Phase.DISCONNECTED, Phase.LOGGED_OUT, Phase.NOT_FOUND})
 
 
 class Move(enum.Enum):

@@ -20,6 +20,7 @@ class Phase(enum.StrEnum):
     PAIRING = "Pairing"
     CONNECTING = "Connecting"
     CONNECTED = "Connected"
+    UNRESPONSIVE = "Unresponsive"  # Evolution says open, the liveness checks say the socket is dead
     DISCONNECTED = "Disconnected"
     LOGGED_OUT = "LoggedOut"
     NOT_FOUND = "NotFound"
@@ -33,6 +34,7 @@ DB_STATUS: dict[Phase, str | None] = {
     Phase.PAIRING: "connecting",
     Phase.CONNECTING: "connecting",
     Phase.CONNECTED: "connected",
+    Phase.UNRESPONSIVE: "disconnected",  # nothing is sent or received: not connected for the application
     Phase.DISCONNECTED: "disconnected",
     Phase.LOGGED_OUT: "disconnected",
     Phase.NOT_FOUND: "disconnected",
@@ -59,6 +61,7 @@ HOOK_STATE: dict[Phase, HookState] = {
     Phase.PAIRING: HookState.CONNECTING,
     Phase.CONNECTING: HookState.CONNECTING,
     Phase.CONNECTED: HookState.OPEN,
+    Phase.UNRESPONSIVE: HookState.CLOSE,
     Phase.DISCONNECTED: HookState.CLOSE,
     Phase.LOGGED_OUT: HookState.CLOSE,
     Phase.NOT_FOUND: HookState.NOT_FOUND,

@@ -13,11 +13,13 @@ import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from whatsapp_operator.core.machine import PHONE_NUMBER_VALID, Condition, InstanceState
+from whatsapp_operator.core.liveness import LIVE
+from whatsapp_operator.core.machine import PHONE_NUMBER_VALID
 from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.state import Condition, InstanceState
 
 # Conditions the state machine owns; DatabaseSynced is the Postgres mirror's.
-MACHINE_CONDITIONS = frozenset({"Ready", "Probed", "Stuck", PHONE_NUMBER_VALID})
+MACHINE_CONDITIONS = frozenset({"Ready", "Probed", "Stuck", PHONE_NUMBER_VALID, LIVE})
 DATABASE_SYNCED = "DatabaseSynced"
 
 
@@ -82,6 +84,9 @@ def to_status(state: InstanceState, extra: tuple[Condition, ...] = ()) -> dict[s
         "forcedLogouts": state.forced_logouts,
         "recentForcedLogouts": [rfc3339(t) for t in state.forced_logout_times],
         "lastForcedLogoutTime": rfc3339(state.last_forced_logout),
+        "restarts": state.restarts,
+        "recentRestarts": [rfc3339(t) for t in state.restart_times],
+        "lastRestartTime": rfc3339(state.last_restart),
         "lastConnectedTime": rfc3339(state.last_connected),
         "lastDisconnectedTime": rfc3339(state.last_disconnected),
         "lastNotifiedTime": rfc3339(state.last_notified),
@@ -112,6 +117,9 @@ def from_status(status: Mapping[str, Any]) -> InstanceState:
         forced_logouts=int(status.get("forcedLogouts") or 0),
         forced_logout_times=tuple(t for t in map(parse_time, status.get("recentForcedLogouts") or ()) if t),
         last_forced_logout=parse_time(status.get("lastForcedLogoutTime")),
+        restarts=int(status.get("restarts") or 0),
+        restart_times=tuple(t for t in map(parse_time, status.get("recentRestarts") or ()) if t),
+        last_restart=parse_time(status.get("lastRestartTime")),
         last_connected=parse_time(status.get("lastConnectedTime")),
         last_disconnected=parse_time(status.get("lastDisconnectedTime")),
         last_notified=parse_time(status.get("lastNotifiedTime")),
@@ -176,7 +184,7 @@ class InstanceStatus(NamedTuple):
 
 # The heartbeat's buckets, as the original plan counts them: an instance failing to be probed is
 # `unknown`, never `unhealthy`, so that an Evolution outage does not look like a mass disconnection.
-UNHEALTHY = frozenset({Phase.DISCONNECTED, Phase.LOGGED_OUT, Phase.NOT_FOUND})
+UNHEALTHY = frozenset({Phase.DISCONNECTED, Phase.LOGGED_OUT, Phase.NOT_FOUND, Phase.UNRESPONSIVE})
 HEALTH = ("healthy", "unhealthy", "unknown", "pairing")
 
 

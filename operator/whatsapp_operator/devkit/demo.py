@@ -116,9 +116,12 @@ class Plan:
     duration: float
     probe_interval: int
     stuck_after: int
+    liveness_interval: int
 
     @classmethod
-    def make(cls, scenario: Scenario, duration: float, probe_interval: int, stuck_after: int) -> Plan:
+    def make(
+        cls, scenario: Scenario, duration: float, probe_interval: int, stuck_after: int, liveness_interval: int
+    ) -> Plan:
         """Scenario names may be anything but '/', Kubernetes and the operator need DNS labels: the
         driver id keeps the scenario's name, the Evolution instance gets the operator's default name
         for that id (`instance_name_for`, the identity for DNS labels), and the simulator is told."""
@@ -144,6 +147,7 @@ class Plan:
             duration,
             probe_interval,
             stuck_after,
+            liveness_interval,
         )
 
     def server_spec(self, webhook_url: str) -> dict[str, Any]:
@@ -151,7 +155,7 @@ class Plan:
         interval, or an outage would keep every instance Unknown for its 60 s default. Its webhook is
         the operator's receiver (`webhook_url`), which the prober sets on every Evolution instance."""
         return {
-            "probe": {"intervalSeconds": self.probe_interval},
+            "probe": {"intervalSeconds": self.probe_interval, "livenessIntervalSeconds": self.liveness_interval},
             "circuitBreaker": {"openSeconds": self.probe_interval},
             "remediation": {"stuckAfterSeconds": self.stuck_after},
             "webhook": webhook_spec(webhook_url),
@@ -313,6 +317,7 @@ class DriverOutcome:
     phase: str | None  # None: no status yet
     phases: list[str]
     forced_logouts: int
+    restarts: int  # restarts of the socket for failed liveness checks
     notify_phases: list[str]  # the phase entered each time the state machine decided to notify
     notifications: list[tuple[str, str, str]]  # the outbox's (channel, kind, state) of each delivery
     db_status: str | None
@@ -340,6 +345,7 @@ class Summary:
             "instances": len(created),
             "phases": dict(collections.Counter(o.phase or "(no status)" for o in created)),
             "forced_logouts": {o.driver.name: o.forced_logouts for o in created if o.forced_logouts},
+            "restarts": {o.driver.name: o.restarts for o in created if o.restarts},
             "notifications": [
                 {"instance": o.driver.name, "channel": channel, "kind": kind, "state": state}
                 for o in created
@@ -430,6 +436,7 @@ async def summarize(
                 phase=status.get("phase"),
                 phases=phases_seen(cluster, driver.resource) if obj is not None else [],
                 forced_logouts=int(status.get("forcedLogouts") or 0),
+                restarts=int(status.get("restarts") or 0),
                 notify_phases=notify_phases,
                 notifications=sent[driver.name],
                 db_status=db_status.get(driver.name),
@@ -598,6 +605,17 @@ def _crd_seconds(value: str) -> int:
     return seconds
 
 
+def _whole_seconds(value: str) -> int:
+    """0 or more whole seconds (the CRD's livenessIntervalSeconds: 0 turns the checks off)."""
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of seconds") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {seconds}")
+    return seconds
+
+
 def _seconds(value: str) -> float:
     try:
         return float(value)
@@ -659,6 +677,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         help_text = f"the EvolutionServer's {field} (default: %(default)s)"
         parser.add_argument(flag, type=_crd_seconds, default=default, metavar="SECONDS", help=help_text)
+    parser.add_argument(
+        "--liveness-interval",
+        type=_whole_seconds,
+        default=10,
+        metavar="SECONDS",
+        help="the EvolutionServer's probe.livenessIntervalSeconds, 0 for none (default: %(default)s)",
+    )
 
 
 class _ErrorRecords(logging.Handler):
@@ -693,7 +718,7 @@ def run(args: argparse.Namespace) -> int:
     except ScenarioError as exc:
         print(f"whatsapp-operator demo: invalid scenario: {exc}", file=sys.stderr)
         return 2
-    plan = Plan.make(scenario, args.duration, args.probe_interval, args.stuck_after)
+    plan = Plan.make(scenario, args.duration, args.probe_interval, args.stuck_after, args.liveness_interval)
 
     from rich.console import Console
     from rich.logging import RichHandler

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from whatsapp_operator.core.driver_status import driver_status
-from whatsapp_operator.core.machine import Condition, InstanceState
 from whatsapp_operator.core.resources import InstanceKey, InstanceSpec
+from whatsapp_operator.core.state import Condition, InstanceState
 from whatsapp_operator.core.status import InstanceStatus
 
 

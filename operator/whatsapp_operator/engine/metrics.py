@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from whatsapp_operator.core.breaker import BreakerState
+from whatsapp_operator.core.liveness import Check
 from whatsapp_operator.core.notifications import CHANNELS
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.status import HEALTH, health
@@ -46,6 +47,15 @@ class Metrics:
         )
         self.forced_logouts = Counter(
             f"{PREFIX}_forced_logouts", "Forced logouts of instances stuck connecting", ["server"], registry=r
+        )
+        self.restarts = Counter(
+            f"{PREFIX}_restarts", "Restarts of unresponsive instances' sockets", ["server"], registry=r
+        )
+        self.liveness_checks = Counter(
+            f"{PREFIX}_liveness_checks",
+            "Liveness checks of open instances: alive, failed, or inconclusive (proved nothing)",
+            ["server", "result"],
+            registry=r,
         )
         self.notifications = Counter(
             f"{PREFIX}_notifications",
@@ -125,13 +135,19 @@ class ServerMetrics:
         self._probes = {outcome: metrics.probes.labels(server=server, outcome=outcome) for outcome in OUTCOMES}
         self.observe_duration = metrics.probe_duration.labels(server=server).observe
         self.forced_logout = metrics.forced_logouts.labels(server=server).inc
+        self.restart = metrics.restarts.labels(server=server).inc
+        self._checks = {result: metrics.liveness_checks.labels(server=server, result=result) for result in CHECKS}
 
     def probed(self, outcome: str, seconds: float) -> None:
         self._probes[outcome].inc()
         self.observe_duration(seconds)
 
+    def liveness_checked(self, check: Check | None) -> None:
+        self._checks[str(check) if check is not None else "inconclusive"].inc()
+
 
 OUTCOMES = ("state", "missing", "failed")
+CHECKS = (*(str(c) for c in Check), "inconclusive")
 
 
 class _RuntimeCollector(Collector):

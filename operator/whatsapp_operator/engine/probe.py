@@ -14,11 +14,22 @@ import secrets
 
 from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.core import machine
-from whatsapp_operator.core.machine import Observation, Outcome
 from whatsapp_operator.core.pairing import Move, move_after
 from whatsapp_operator.core.phases import EvolutionState, Phase
 from whatsapp_operator.core.phone import InvalidPhoneNumber, evolution_number, normalize_phone
 from whatsapp_operator.core.resources import ServerSpec
+from whatsapp_operator.core.state import (
+    Action,
+    Decision,
+    ForceLogout,
+    Notify,
+    Observation,
+    Outcome,
+    Policy,
+    Recreate,
+    Restart,
+)
+from whatsapp_operator.engine.liveness import LivenessChecks
 from whatsapp_operator.engine.metrics import ServerMetrics
 from whatsapp_operator.engine.recorder import Recorder
 from whatsapp_operator.engine.tracked import Tracked
@@ -31,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 LOGOUT_POLLS, LOGOUT_POLL_SECONDS = 10, 0.3
 WEBHOOK_EVENTS = ("CONNECTION_UPDATE", "QRCODE_UPDATED", "STATUS_INSTANCE", "LOGOUT_INSTANCE", "REMOVE_INSTANCE")
-CLOSER_LOOK_SECONDS = 2.0  # between the follow-up probes after a logout or removal webhook
+CLOSER_LOOK_SECONDS = 2.0  # between the follow-up probes after a logout or removal webhook, or a restart
+RESTART_LOOKS = 3  # follow-up probes after a restart: its reconnect takes seconds, its verdict a check
 
 
 class Probe:
@@ -55,9 +67,10 @@ class Probe:
         self.clock = clock
         self.webhook = _webhook(spec, webhook_secret)
         self.notify_cooldown = notify_cooldown
+        self.liveness = LivenessChecks(spec=spec, client=client, clock=clock, recorder=recorder, metrics=metrics)
 
-    def _policy(self, t: Tracked) -> machine.Policy:
-        return machine.Policy(
+    def _policy(self, t: Tracked) -> Policy:
+        return Policy(
             stuck_after=datetime.timedelta(seconds=self.spec.stuck_after),
             max_forced_logouts=self.spec.max_forced_logouts,
             notify_cooldown=self.notify_cooldown,
@@ -65,6 +78,8 @@ class Probe:
             notify_reconnected=self.spec.notify_reconnected,
             phone_problem=self._phone_problem(t),
             pairs_by_code=t.spec.pairs_by_code,
+            max_restarts=self.spec.max_restarts,
+            liveness=self.liveness.enabled,
         )
 
     def _phone_problem(self, t: Tracked) -> str | None:
@@ -90,6 +105,8 @@ class Probe:
         if follow_up is not None:
             decision = await self._decide(t, follow_up)
         interval_at = self.clock.monotonic() + self.spec.probe_interval
+        if (live_at := self.liveness.next_at(t)) is not None:
+            interval_at = min(interval_at, live_at)
         if t.closer_look:  # a logout or removal under way: look again soon
             t.closer_look -= 1
             interval_at = min(interval_at, self.clock.monotonic() + CLOSER_LOOK_SECONDS)
@@ -98,9 +115,9 @@ class Probe:
         # A little after the deadline, so that the deadline has really passed when we look.
         return min(interval_at, self.clock.loop_time(decision.recheck_at) + 0.5)
 
-    async def _decide(self, t: Tracked, obs: Observation) -> machine.Decision:
+    async def _decide(self, t: Tracked, obs: Observation) -> Decision:
         decision = machine.reconcile(t.state, obs, self.clock.now(), self._policy(t))
-        notify = next((a for a in decision.actions if isinstance(a, machine.Notify)), None)
+        notify = next((a for a in decision.actions if isinstance(a, Notify)), None)
         await self.recorder.commit(t, decision.state, notify)
         self.recorder.emit(t, decision.actions)
         return decision
@@ -144,9 +161,10 @@ class Probe:
             return self._pairing_observation(t, await self._start_pairing(t))
         if move is Move.NEW_CODE:
             return self._pairing_observation(t, await self.client.connect(t.spec.instance_name), same_socket=True)
-        reason = 200 if state is EvolutionState.OPEN else None
-        if state is EvolutionState.CLOSE:
-            reason = await self._close_reason(t)
+        if state is EvolutionState.OPEN:
+            live = await self.liveness.check(t) if self.liveness.due(t, state) else None
+            return Observation(Outcome.STATE, state=state, reason=200, code_valid_until=t.code.valid(now), live=live)
+        reason = await self._close_reason(t) if state is EvolutionState.CLOSE else None
         return Observation(Outcome.STATE, state=state, reason=reason, code_valid_until=t.code.valid(now))
 
     def _pairing_observation(
@@ -220,11 +238,11 @@ class Probe:
 
     # -- remediation ----------------------------------------------------------------------------
 
-    async def act(self, t: Tracked, actions: tuple[machine.Action, ...]) -> Observation | None:
+    async def act(self, t: Tracked, actions: tuple[Action, ...]) -> Observation | None:
         """Carry out remediation; the connect that follows it is observed at once."""
         try:
             for action in actions:
-                if isinstance(action, machine.ForceLogout):
+                if isinstance(action, ForceLogout):
                     # Already closed (NotConnected): the connect below is all that is needed.
                     with contextlib.suppress(evo_errors.NotConnected):
                         await self.client.logout(t.spec.instance_name)
@@ -234,7 +252,14 @@ class Probe:
                     t.code.forget()
                     self.recorder.code_died(t)
                     return self._pairing_observation(t, await self._start_pairing(t))
-                if isinstance(action, machine.Recreate):
+                if isinstance(action, Restart):
+                    # Closed meanwhile (OperationFailed): the next probe sees that instead.
+                    with contextlib.suppress(evo_errors.OperationFailed):
+                        await self.client.restart(t.spec.instance_name)
+                    self.metrics.restart()
+                    t.forced = True  # the transition that follows is the operator's doing, as after a logout
+                    t.closer_look = RESTART_LOOKS
+                if isinstance(action, Recreate):
                     await self._ensure_created(t)
                     self.recorder.event(t, "Normal", "Recreated", "recreated on Evolution")
                     return self._pairing_observation(t, await self._start_pairing(t))

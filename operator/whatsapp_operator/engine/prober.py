@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.core.breaker import BreakerState, CircuitBreaker
-from whatsapp_operator.core.machine import Observation, stuck
 from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.resources import InstanceKey, ServerSpec
 from whatsapp_operator.core.schedule import Schedule
+from whatsapp_operator.core.state import Observation, stuck
 from whatsapp_operator.engine.fleet import Member
 from whatsapp_operator.engine.metrics import Metrics, ServerMetrics
 from whatsapp_operator.engine.probe import Probe
@@ -143,6 +143,7 @@ class ServerProber:
     def forget(self, key: InstanceKey) -> None:
         if self.tracked.pop(key, None) is not None:
             self.schedule.remove(key)
+            self.probe.liveness.fleet.forget(key)
             self.recorder.server_dirty = True
 
     def probe_soon(self, key: InstanceKey) -> None:

@@ -15,13 +15,21 @@ import kopf
 
 from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.clock import LoopClock
-from whatsapp_operator.core import machine
-from whatsapp_operator.core.machine import Condition, ConditionStatus, InstanceState
 from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.core.pairing import SOCKET_ENDED
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.phone import InvalidPhoneNumber, normalize_phone
 from whatsapp_operator.core.resources import InstanceKey
+from whatsapp_operator.core.state import (
+    Action,
+    Condition,
+    ConditionStatus,
+    Event,
+    InstanceState,
+    Notify,
+    set_condition,
+    stuck,
+)
 from whatsapp_operator.core.status import DATABASE_SYNCED, InstanceStatus, normalize, server_status, status_patch
 from whatsapp_operator.kube import KubeApi, KubeError
 
@@ -63,18 +71,19 @@ class Recorder:
         self._written_server: dict[str, Any] = {}
         self._reachable: bool | None = None
         self._server_ready: Condition | None = None
+        self._instances_live: Condition | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     # -- one instance ---------------------------------------------------------------------------
 
-    async def commit(self, t: Tracked, new: InstanceState, notify: machine.Notify | None = None) -> None:
+    async def commit(self, t: Tracked, new: InstanceState, notify: Notify | None = None) -> None:
         """The machine's new state: record a phase change (and a decision to notify, in the same
         transaction) in the mirror, then write the status, which holds the decision for good."""
         old = t.state
         # An equal state keeps the object the status was written from (no second copy in memory).
         new = normalize(new) if new != old else old
         notification = self._notification(t, new, notify) if notify is not None else None
-        if new is not old and (new.phase is not old.phase or machine.stuck(new) != machine.stuck(old)):
+        if new is not old and (new.phase is not old.phase or stuck(new) != stuck(old)):
             self.server_dirty = True  # the server's counts change
         if new.phase is not old.phase and new.phase in SOCKET_ENDED:
             t.code.forget()  # the mirror clears the row's code with the transition
@@ -99,10 +108,10 @@ class Recorder:
             return
         if state.notify_decided is None or state.notify_decided < since:
             return
-        notify = machine.Notify(state.notify_kind, state.notify_episode, state.notify_decided)
+        notify = Notify(state.notify_kind, state.notify_episode, state.notify_decided)
         self.mirror.record_notification(t.spec.key, self._notification(t, state, notify))
 
-    def _notification(self, t: Tracked, state: InstanceState, notify: machine.Notify) -> Notification:
+    def _notification(self, t: Tracked, state: InstanceState, notify: Notify) -> Notification:
         spec = t.spec
         return Notification(
             instance_uid=spec.uid,
@@ -177,7 +186,7 @@ class Recorder:
         """The mirror's verdict on one instance changed: show it as condition DatabaseSynced."""
         member = t.member
         current = (member.db_condition,) if member.db_condition is not None else ()
-        (condition,) = machine.set_condition(current, DATABASE_SYNCED, status, reason, message, self.clock.now())
+        (condition,) = set_condition(current, DATABASE_SYNCED, status, reason, message, self.clock.now())
         if condition != member.db_condition:
             member.db_condition = condition
             self._background.add(task := asyncio.get_running_loop().create_task(self.write_status(t)))
@@ -208,9 +217,9 @@ class Recorder:
     def event(self, t: Tracked, type: str, reason: str, message: str) -> None:
         kopf.event(t.spec.body, type=type, reason=reason, message=message)
 
-    def emit(self, t: Tracked, actions: Iterable[machine.Action]) -> None:
+    def emit(self, t: Tracked, actions: Iterable[Action]) -> None:
         for action in actions:
-            if isinstance(action, machine.Event):
+            if isinstance(action, Event):
                 self.event(t, action.type, action.reason, action.message)
 
     # -- the EvolutionServer --------------------------------------------------------------------
@@ -250,6 +259,21 @@ class Recorder:
         if not (first and ready):  # "the sender is ready" is news only after it was not
             self._server_event("Normal" if ready else "Warning", reason, message)
 
+    def instances_live(self, live: bool, failed: int, checked: int) -> None:
+        """The outage guard turned (engine.liveness): InstancesLive on the EvolutionServer, absent until
+        it first holds, and an Event each way."""
+        share = f"{failed} of the {checked} instances checked within the last liveness interval failed"
+        if live:
+            reason, message = "InstancesLive", f"{share}; failed checks count again"
+        else:
+            reason = "FleetWideLivenessFailure"
+            message = f"{share}: Evolution or WhatsApp is failing, not the instances; no phase changes, no remediation"
+        status = ConditionStatus.TRUE if live else ConditionStatus.FALSE
+        self._instances_live = Condition("InstancesLive", status, reason, message, self.clock.now())
+        self.server_dirty = True
+        self._wake()
+        self._server_event("Normal" if live else "Warning", reason, message)
+
     def _server_event(self, type: str, reason: str, message: str) -> None:
         involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EvolutionServer", "name": self.server}
         event = self.kube.create_event(
@@ -267,7 +291,7 @@ class Recorder:
             if self._server_ready is None or self._server_ready.status != ready:
                 reason = "Reachable" if self._reachable else "BreakerOpen"
                 self._server_ready = Condition("Ready", ready, reason, "", self.clock.now())
-        conditions = tuple(c for c in (self._server_ready, self._sender_ready) if c is not None)
+        conditions = tuple(c for c in (self._server_ready, self._sender_ready, self._instances_live) if c is not None)
         patch = status_patch(self._written_server, server_status(breaker, instances, conditions))
         if not patch:
             return

@@ -9,9 +9,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from whatsapp_operator.core.machine import ConditionStatus
 from whatsapp_operator.core.notifications import DeliveryPolicy, Notification
 from whatsapp_operator.core.resources import InstanceKey, InstanceSpec
+from whatsapp_operator.core.state import ConditionStatus
 from whatsapp_operator.db.outbox import Outbox
 from whatsapp_operator.engine.channels import Channels
 from whatsapp_operator.engine.fleet import Fleet

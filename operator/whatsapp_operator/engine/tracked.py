@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from whatsapp_operator.core.machine import InstanceState, Observation
 from whatsapp_operator.core.pairing import CodeWatch
 from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.resources import InstanceSpec
+from whatsapp_operator.core.state import InstanceState, Observation
 from whatsapp_operator.engine.fleet import Member
 
 
@@ -25,6 +25,9 @@ class Tracked:
     # the phase changed since (webhooks.news).
     news: tuple[Observation, datetime.datetime | None] | None = None
     closer_look: int = 0  # follow-up probes still due seconds apart (a logout or removal under way)
+    live_at: float | None = None  # loop time of the next liveness check (engine.liveness)
+    live_failures: int = 0  # failed liveness checks in a row, in memory: a lone failure writes nothing
+    owner_jid: str | None = None  # the instance's own WhatsApp JID, which its checks ask about
 
     @classmethod
     def of(cls, member: Member) -> Tracked:

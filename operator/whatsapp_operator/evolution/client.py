@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,30 +17,18 @@ from tenacity.wait import wait_exponential, wait_random
 from whatsapp_operator.core.breaker import CircuitBreaker, CircuitOpenError
 from whatsapp_operator.core.phone import InvalidPhoneNumber
 from whatsapp_operator.evolution.aiohttp_transport import AiohttpTransport
-from whatsapp_operator.evolution.errors import (
-    BadRequest,
-    CircuitOpen,
-    EvolutionError,
-    EvolutionTimeout,
-    EvolutionUnavailable,
-    InstanceNotFound,
-    MalformedResponse,
-    NameInUse,
-    NotConnected,
-    NumberNotOnWhatsApp,
-    OperationFailed,
-    Unauthorized,
-    UnexpectedResponse,
-)
+from whatsapp_operator.evolution.errors import CircuitOpen, EvolutionUnavailable, interpret, transport_error
 from whatsapp_operator.evolution.models import (
     ConnectResult,
     CreatedInstance,
     InstanceInfo,
     LiveState,
+    NumberCheck,
     SentMessage,
     WebhookSettings,
     connect_result,
     instance_list,
+    number_checks,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,10 +47,6 @@ CONNECT_WAIT = 2.0
 USER_AGENT = "whatsapp-operator"
 
 _DIGITS = re.compile(r"[1-9]\d{7,14}")
-_INSTANCE_MISSING = re.compile(r'^(The "[^"]*" instance does not exist|Instance "[^"]*" not found)$')
-_NAME_IN_USE = re.compile(r'^This name "[^"]*" is already in use\.$')
-# Logout of a closed instance; sendText from one whose socket is down (a raw Baileys error, 500 or 400).
-_NOT_CONNECTED = re.compile(r'^(The "[^"]*" instance is not connected|(Error: )?Connection Closed)$')
 
 
 def _digits(number: str) -> str:
@@ -215,6 +198,22 @@ class EvolutionClient:
             "restart", name, connect_result, "POST", _path("/instance/restart/{}", name), server_wait=CONNECT_WAIT
         )
 
+    async def on_whatsapp(self, name: str, jid: str, *, answer_within: float) -> list[NumberCheck]:
+        """Ask WhatsApp, over the instance's own socket, whether `jid` has an account: an uncached
+        round trip, so any answer proves the socket alive (docs/liveness.md). A dead socket answers
+        `NotConnected`; one that does not answer within `answer_within` seconds, `SocketTimeout`.
+        Neither is retried: the liveness rules count failed checks themselves."""
+        return await self._call(
+            "on_whatsapp",
+            name,
+            number_checks,
+            "POST",
+            _path("/baileys/onWhatsapp/{}", name),
+            payload={"jid": jid},
+            read_timeout=answer_within,
+            socket_bound=True,
+        )
+
     async def fetch_instances(self, name: str | None = None) -> list[InstanceInfo]:
         """All instances of this server, or the one named (`InstanceNotFound` if it is not loaded)."""
         params = None if name is None else {"instanceName": name}
@@ -268,10 +267,10 @@ class EvolutionClient:
             _path("/webhook/find/{}", name),
         )
 
-    def _timeouts(self, server_wait: float) -> dict[str, float]:
+    def _timeouts(self, server_wait: float, timeout: float) -> dict[str, float]:
         """httpx's per-request timeout extension (what `httpx.Timeout.as_dict()` gives)."""
-        read = self._timeout + server_wait
-        return {"connect": min(CONNECT_TIMEOUT, self._timeout), "read": read, "write": read, "pool": self._timeout}
+        read = timeout + server_wait
+        return {"connect": min(CONNECT_TIMEOUT, timeout), "read": read, "write": read, "pool": timeout}
 
     async def _call(
         self,
@@ -284,7 +283,13 @@ class EvolutionClient:
         params: Mapping[str, str] | None = None,
         payload: Any = None,
         server_wait: float = 0.0,
+        read_timeout: float | None = None,
+        socket_bound: bool = False,
     ) -> T:
+        """`read_timeout` replaces the client's timeout for this call; `socket_bound`: the answer waits for the
+        instance's WhatsApp socket, so a late answer is the socket's silence (errors.transport_error)."""
+        timeouts = self._timeouts(server_wait, self._timeout if read_timeout is None else read_timeout)
+
         async def attempt() -> T:
             request = httpx.Request(
                 method,
@@ -292,22 +297,16 @@ class EvolutionClient:
                 params=params,
                 json=payload,
                 headers=self._headers,
-                extensions={"timeout": self._timeouts(server_wait)},
+                extensions={"timeout": timeouts},
             )
             try:
                 response = await self._transport.handle_async_request(request)
                 await response.aread()
-            except httpx.TimeoutException as exc:
-                raise EvolutionTimeout(
-                    f"no answer in time ({type(exc).__name__})", operation=operation, instance=instance
-                ) from exc
             except httpx.TransportError as exc:
-                raise EvolutionUnavailable(
-                    f"cannot reach the server ({type(exc).__name__}: {exc})", operation=operation, instance=instance
-                ) from exc
+                raise transport_error(exc, operation, instance, socket_bound=socket_bound) from exc
             # The path only: a query string may carry a phone number.
             logger.debug("%s %s: %d", method, path, response.status_code)
-            return _interpret(response, operation, instance, parse)
+            return interpret(response, operation, instance, parse)
 
         try:
             with self.breaker.guard(failures=(EvolutionUnavailable,)):
@@ -340,66 +339,3 @@ def _loop_time() -> float:
 
 def _ignore(body: Any) -> None:
     """For calls whose answer carries nothing beyond success."""
-
-
-def _interpret(response: httpx.Response, operation: str, instance: str | None, parse: Callable[[Any], T]) -> T:
-    status = response.status_code
-    if not response.is_success:
-        raise _error_for(response, operation, instance)
-    try:
-        body = response.json()
-    except ValueError:
-        raise MalformedResponse(
-            "answer is not JSON", operation=operation, instance=instance, status_code=status
-        ) from None
-    if isinstance(body, dict) and body.get("error") is True:
-        raise OperationFailed(
-            f"Evolution reported an error: {body.get('message')}",
-            operation=operation,
-            instance=instance,
-            status_code=status,
-        )
-    try:
-        return parse(body)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedResponse(
-            f"unexpected answer ({type(exc).__name__}: {exc})",
-            operation=operation,
-            instance=instance,
-            status_code=status,
-        ) from None
-
-
-def _messages(response: httpx.Response) -> list[str | dict[str, Any]]:
-    """The reasons in Evolution's error envelope ``{status, error, response: {message}}``, if it is one."""
-    try:
-        message = response.json()["response"]["message"]
-    except (ValueError, KeyError, TypeError):
-        return []
-    if isinstance(message, str):
-        return [message]
-    return [m for m in message if isinstance(m, str | dict)] if isinstance(message, list) else []
-
-
-def _error_for(response: httpx.Response, operation: str, instance: str | None) -> EvolutionError:
-    status = response.status_code
-    messages = _messages(response)
-    texts = tuple(m if isinstance(m, str) else json.dumps(m, sort_keys=True) for m in messages)
-    detail = "; ".join(texts)[:300] or response.reason_phrase
-    where: dict[str, Any] = {"operation": operation, "instance": instance, "status_code": status}
-    if status in (400, 500) and any(_NOT_CONNECTED.match(text) for text in texts):
-        # Not a server failure: retrying or tripping the breaker over one closed instance would be wrong.
-        return NotConnected("instance is not connected", **where)
-    if status >= 500:
-        return EvolutionUnavailable(f"server error: {detail}", **where)
-    if status == 401:
-        return Unauthorized("API key refused", **where)
-    if status == 404 and any(_INSTANCE_MISSING.match(text) for text in texts):
-        return InstanceNotFound("instance does not exist", **where)
-    if status == 403 and any(_NAME_IN_USE.match(text) for text in texts):
-        return NameInUse("name already in use", **where)
-    if status == 400:
-        if any(isinstance(m, dict) and m.get("exists") is False for m in messages):
-            return NumberNotOnWhatsApp(texts, **where)
-        return BadRequest(texts, **where)
-    return UnexpectedResponse(f"unexpected answer: {detail}", **where)

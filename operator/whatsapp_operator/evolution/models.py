@@ -158,6 +158,28 @@ def instance_list(body: Any) -> list[InstanceInfo]:
 
 
 @dataclass(frozen=True)
+class NumberCheck:
+    """One entry of onWhatsapp's answer: whether WhatsApp knows that JID."""
+
+    jid: str
+    exists: bool
+
+    @classmethod
+    def from_json(cls, entry: Any) -> Self:
+        data = _object(entry)
+        exists = data.get("exists")
+        if not isinstance(exists, bool):
+            raise TypeError(f"exists must be a boolean, got {type(exists).__name__}")
+        return cls(jid=_str(data, "jid"), exists=exists)
+
+
+def number_checks(body: Any) -> list[NumberCheck]:
+    if not isinstance(body, list):
+        raise TypeError(f"expected a JSON array, got {type(body).__name__}")
+    return [NumberCheck.from_json(entry) for entry in body]
+
+
+@dataclass(frozen=True)
 class SentMessage:
     """sendText's answer: the message key Evolution will report in later message webhooks."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from whatsapp_operator.core.machine import Observation, Outcome
+from whatsapp_operator.core.state import Observation, Outcome
 
 QR_LIMIT_REASON = 428
 CLOSER_LOOK = frozenset({"logout.instance", "remove.instance"})

@@ -61,6 +61,7 @@ PRINTER_COLUMNS = {
         ("Age", ".metadata.creationTimestamp"),
         ("State", ".status.state"),
         ("Forced Logouts", ".status.forcedLogouts"),
+        ("Restarts", ".status.restarts"),
         ("Last Transition", ".status.lastTransitionTime"),
         ("Message", ".status.message"),
     ],
@@ -184,9 +185,19 @@ def test_minimal_manifests_get_the_designed_defaults() -> None:
     }
     stored, _, causes = admit(server())
     assert causes == []
-    assert stored["spec"]["probe"] == {"intervalSeconds": 30, "timeoutSeconds": 5, "attempts": 3, "concurrency": 50}
+    assert stored["spec"]["probe"] == {
+        "intervalSeconds": 30,
+        "timeoutSeconds": 5,
+        "attempts": 3,
+        "concurrency": 50,
+        "livenessIntervalSeconds": 300,
+        "livenessTimeoutSeconds": 10,
+        "livenessFailureThreshold": 2,
+        "livenessMaxFailingPercent": 30,
+    }
     assert stored["spec"]["circuitBreaker"] == {"failureThreshold": 5, "openSeconds": 60}
-    assert stored["spec"]["remediation"] == {"stuckAfterSeconds": 30, "maxForcedLogoutsPerHour": 3}
+    remediation = {"stuckAfterSeconds": 30, "maxForcedLogoutsPerHour": 3, "maxRestartsPerHour": 3}
+    assert stored["spec"]["remediation"] == remediation
 
 
 # spec.phoneNumber has a file of its own: test_crd_phone_numbers.py.

@@ -29,20 +29,22 @@ from whatsapp_operator.devkit.demo import BUILTIN_SCENARIO
 from whatsapp_operator.devkit.simulator.instance import PAIRING_ALPHABET
 
 DEMO = [str(Path(sys.executable).with_name("whatsapp-operator")), "demo"]
-FAST = ["--probe-interval", "5", "--stuck-after", "5"]
+FAST = ["--probe-interval", "5", "--stuck-after", "5", "--liveness-interval", "5"]
 PAIRING_CODE = re.compile(rf"(?<![{PAIRING_ALPHABET}])[{PAIRING_ALPHABET}]{{8}}(?![{PAIRING_ALPHABET}])")
 
 # The built-in scenario with its events squeezed for the test (the built-in takes 90 s): the same
 # instances, actions and fault, in the same order. test_the_short_copy_follows_the_builtin_scenario
 # keeps the two in step. Probes come every 5 s from creation, and at once after each webhook: the
 # drop's webhook at 6 s brings a probe into driver-ana's 3 s reconnect, the reconnect's webhook
-# another one after it.
+# another one after it. driver-elena's checks (every 5 s) fail from 1 s on: Unresponsive and
+# restarted before the outage at the latest.
 SHORT_BUILTIN = """
 instances:
   - {name: driver-ana, start: open, number: "5511987654321", events: [{at: 6, action: drop, reason: 428}]}
   - {name: driver-bruno, start: pairing, number: "5521998765432", events: [{at: 6, action: pair}]}
   - {name: driver-carla, start: connecting, number: "5531991234567"}
   - {name: driver-davi, start: open, number: "5541992345678", events: [{at: 8, action: disconnect, reason: 401}]}
+  - {name: driver-elena, start: open, number: "5551993456789", events: [{at: 1, action: zombie}]}
 faults:
   - {from: 12, to: 20, kind: outage, mode: "503"}
 """
@@ -123,7 +125,7 @@ def test_a_small_scenario_with_any_instance_names(tmp_path: Path) -> None:
 def test_the_builtin_scenario_shows_each_behaviour_and_nothing_else(tmp_path: Path) -> None:
     summary = run_demo(tmp_path, SHORT_BUILTIN, duration=34)
     assert_consistent(summary)
-    assert summary["phases"] == {"Connected": 2, "Pairing": 1, "LoggedOut": 1}
+    assert summary["phases"] == {"Connected": 3, "Pairing": 1, "LoggedOut": 1}
     history = summary["phase_history"]
     for name, phases in history.items():
         assert "Unknown" in phases, f"{name} went Unknown during the outage"
@@ -135,13 +137,23 @@ def test_the_builtin_scenario_shows_each_behaviour_and_nothing_else(tmp_path: Pa
     assert history["driver-bruno"][:2] == ["Pairing", "Connected"], "paired"
     assert history["driver-carla"][:2] == ["Connecting", "Pairing"], "logged out and given a fresh code"
     assert history["driver-davi"][:2] == ["Connected", "LoggedOut"], "the terminal disconnect"
+    assert history["driver-elena"][:2] == ["Connected", "Unresponsive"], "the zombie"
+    assert history["driver-elena"][-1] == "Connected", "healed by its restart"
     assert summary["forced_logouts"] == {"driver-carla": 1}
-    assert summary["notify_decisions"] == [{"instance": "driver-davi", "phase": "LoggedOut"}], (
-        "one decision, for the terminal disconnect only: not for the drop, the outage or the never-connected"
-    )
+    assert summary["restarts"] == {"driver-elena": 1}
+    assert summary["notify_decisions"] == [
+        {"instance": "driver-davi", "phase": "LoggedOut"},
+        {"instance": "driver-elena", "phase": "Unresponsive"},
+    ], "one decision per broken link: not for the drop, the outage or the never-connected"
     assert summary["notifications"] == [
-        {"instance": "driver-davi", "channel": channel, "kind": "logged_out", "state": "delivered"}
-        for channel in ("callback", "event", "whatsapp")
+        *(
+            {"instance": "driver-davi", "channel": channel, "kind": "logged_out", "state": "delivered"}
+            for channel in ("callback", "event", "whatsapp")
+        ),
+        *(
+            {"instance": "driver-elena", "channel": channel, "kind": "disconnected", "state": "delivered"}
+            for channel in ("callback", "event", "whatsapp")
+        ),
     ]
     # Each scripted change sends webhooks (carla's forced logout and new code, the drop and its
     # reconnect, the pairing, the disconnect): all authenticated, stored and processed.
@@ -211,6 +223,7 @@ def test_ctrl_c_stops_and_removes_everything(tmp_path: Path, short_tmpdir: Path)
     [
         (["--probe-interval", "4"], "at least 5"),
         (["--stuck-after", "2"], "at least 5"),
+        (["--liveness-interval", "-1"], "0 or more"),
         (["--duration", "0"], "positive"),
     ],
 )

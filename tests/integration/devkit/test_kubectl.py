@@ -156,7 +156,7 @@ def test_get_wide_adds_the_raw_state_forced_logouts_transition_and_message(demo:
     demo.kubectl("wait", forced, "wai/driver-carla", "--timeout=60s")
     output = demo.kubectl("get", "whatsappinstances", "-o", "wide").stdout
     header, _ = table(output)
-    assert header[-4:] == ["STATE", "FORCED LOGOUTS", "LAST TRANSITION", "MESSAGE"]
+    assert header[-5:] == ["STATE", "FORCED LOGOUTS", "RESTARTS", "LAST TRANSITION", "MESSAGE"]
     ana, davi, carla = (row(output, name) for name in ("driver-ana", "driver-davi", "driver-carla"))
     assert (ana["STATE"], ana["FORCED LOGOUTS"], ana["MESSAGE"]) == ("open", "", "WhatsApp is connected")
     assert (davi["STATE"], carla["FORCED LOGOUTS"]) == ("close", "1")

@@ -156,7 +156,7 @@ async def test_a_real_prometheus_scrapes_the_operator_and_the_dashboard_reads_it
         unhealthy = 'sum(whatsapp_operator_instances_health{health="unhealthy"})'
         assert (await scalar(client, url, unhealthy) or 0) >= 1.0, "davi, logged out"
         assert await scalar(client, url, 'whatsapp_operator_breaker_state{state="Closed"}') == 1.0
-        assert await scalar(client, url, "count(whatsapp_operator_instances)") == 9.0, "every phase, 0 included"
+        assert await scalar(client, url, "count(whatsapp_operator_instances)") == 10.0, "every phase, 0 included"
         await eventually(lambda: _equals(client, url, "whatsapp_operator_sender_ready", 1.0), within=30)
         delivered = 'sum(whatsapp_operator_notifications_total{result="delivered"})'
         await eventually(lambda: _equals(client, url, delivered, 2.0), within=30)  # the text and the Event

@@ -37,6 +37,7 @@ HOOK_STATES = {
     "Pairing": "connecting",
     "Connecting": "connecting",
     "Connected": "open",
+    "Unresponsive": "close",
     "Disconnected": "close",
     "LoggedOut": "close",
     "NotFound": "NOT_FOUND",
@@ -125,7 +126,7 @@ async def test_every_phase_in_status_maps_to_the_hooks_state() -> None:
         for n, phase in enumerate(HOOK_STATES):
             name = f"seen-{phase.lower()}"
             await kube.create(instance_manifest(name, driver_id=f"Motorista {n}/{phase} ☺", serverRef={"name": "x"}))
-            status = {"phase": phase, "statusReason": 400 + n, "lastTransitionTime": f"2026-01-0{n + 1}T12:00:00Z"}
+            status = {"phase": phase, "statusReason": 400 + n, "lastTransitionTime": f"2026-01-{n + 1:02d}T12:00:00Z"}
             await kube.patch("whatsappinstances", name, {"status": status}, subresource="status")
         for phase in HOOK_STATES:
             await answers_phase(runtime, kube, None, f"seen-{phase.lower()}", phase)

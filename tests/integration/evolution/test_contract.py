@@ -19,9 +19,11 @@ from whatsapp_operator.evolution import (
     LiveState,
     NameInUse,
     NotConnected,
+    NumberCheck,
     NumberNotOnWhatsApp,
     OperationFailed,
     QRCode,
+    SocketTimeout,
     Unauthorized,
     UnexpectedResponse,
     WebhookSettings,
@@ -218,6 +220,85 @@ async def test_set_and_find_webhook(client: EvolutionClient) -> None:
     )
     assert await client.set_webhook("drv-1", settings) == settings
     assert await client.find_webhook("drv-1") == settings
+
+
+async def owner_jid(client: EvolutionClient, name: str) -> str:
+    (row,) = await client.fetch_instances(name)
+    assert row.owner_jid is not None
+    return row.owner_jid
+
+
+async def test_on_whatsapp_answers_over_a_live_socket(client: EvolutionClient, sim: Simulator) -> None:
+    await paired(client, sim, "drv-1")
+    jid = await owner_jid(client, "drv-1")
+    assert jid == f"{DRIVER}@s.whatsapp.net"
+    assert await client.on_whatsapp("drv-1", jid, answer_within=10) == [NumberCheck(jid, True)]
+    (request,) = [r for r in sim.requests if r.path == "/baileys/onWhatsapp/drv-1"]
+    assert (request.method, request.body, request.status) == ("POST", {"jid": jid}, 200)
+
+
+async def test_a_zombie_says_open_but_its_socket_is_closed_until_a_restart_heals_it(
+    client: EvolutionClient, sim: Simulator, breaker: CircuitBreaker
+) -> None:
+    await paired(client, sim, "drv-1")
+    jid = await owner_jid(client, "drv-1")
+    sim.act("drv-1", "zombie")
+    assert (await client.connection_state("drv-1")).state is ConnectionState.OPEN, "Evolution's memory says open"
+    for _ in range(breaker.failure_threshold):
+        with pytest.raises(NotConnected) as info:
+            await client.on_whatsapp("drv-1", jid, answer_within=10)
+        assert info.value.status_code == 500
+    with pytest.raises(NotConnected):
+        await client.send_text("drv-1", DRIVER, "Olá")
+    assert breaker.state is BreakerState.CLOSED, "one dead socket is not a failing server"
+
+    await client.restart("drv-1")
+    await asyncio.sleep(5)  # the reconnect Evolution makes after the restart's close
+    assert await client.on_whatsapp("drv-1", jid, answer_within=10) == [NumberCheck(jid, True)]
+
+
+async def test_a_zombie_a_restart_does_not_heal_stays_dead_until_its_session_ends(
+    client: EvolutionClient, sim: Simulator
+) -> None:
+    await paired(client, sim, "drv-1")
+    jid = await owner_jid(client, "drv-1")
+    sim.act("drv-1", "zombie", heals=False)
+    await client.restart("drv-1")
+    await asyncio.sleep(5)
+    assert (await client.connection_state("drv-1")).state is ConnectionState.OPEN
+    with pytest.raises(NotConnected):
+        await client.on_whatsapp("drv-1", jid, answer_within=10)
+    await client.logout("drv-1")
+    await asyncio.sleep(1)
+    assert sim.instances["drv-1"].zombie is False, "the session ended with the logout"
+
+
+async def test_a_fleet_wide_liveness_fault_fails_every_socket_and_nothing_else(
+    client: EvolutionClient, sim: Simulator
+) -> None:
+    await paired(client, sim, "drv-1")
+    jid = await owner_jid(client, "drv-1")
+    sim.add_fault("liveness", duration=60)
+    with pytest.raises(NotConnected):
+        await client.on_whatsapp("drv-1", jid, answer_within=10)
+    assert (await client.connection_state("drv-1")).state is ConnectionState.OPEN
+    sim.clear_faults()
+    sim.add_fault("liveness", mode="hang")
+    loop = asyncio.get_running_loop()
+    sent, started = len(sim.requests), loop.time()
+    with pytest.raises(SocketTimeout):
+        await client.on_whatsapp("drv-1", jid, answer_within=10)
+    assert len(sim.requests) - sent == 1, "a silent socket is not retried"
+    assert 10 <= loop.time() - started < 10.5, "its own timeout, not the client's 5 s"
+
+
+async def test_on_whatsapp_keeps_evolutions_guards(client: EvolutionClient, sim: Simulator) -> None:
+    with pytest.raises(InstanceNotFound):
+        await client.on_whatsapp("nobody", f"{DRIVER}@s.whatsapp.net", answer_within=10)
+    sim.add_instance("drv-1", "open")
+    async with EvolutionClient(str(sim.base_url), "wrong-key", attempts=1) as stranger:
+        with pytest.raises(Unauthorized):
+            await stranger.on_whatsapp("drv-1", f"{DRIVER}@s.whatsapp.net", answer_within=10)
 
 
 # -- every error class ----------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 import datetime
 
 from whatsapp_operator.core.driver_status import driver_status
-from whatsapp_operator.core.machine import InstanceState
 from whatsapp_operator.core.phases import HOOK_STATE, HookState, Phase
+from whatsapp_operator.core.state import InstanceState
 
 
 def test_every_phase_has_one_of_the_hooks_states():

@@ -6,7 +6,9 @@ import datetime
 
 import pytest
 
-from whatsapp_operator.core.machine import (
+from whatsapp_operator.core.machine import reconcile, suspended
+from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.state import (
     Event,
     ForceLogout,
     InstanceState,
@@ -15,10 +17,7 @@ from whatsapp_operator.core.machine import (
     Outcome,
     Policy,
     Recreate,
-    reconcile,
-    suspended,
 )
-from whatsapp_operator.core.phases import Phase
 
 T0 = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)
 POLICY = Policy()

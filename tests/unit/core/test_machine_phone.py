@@ -5,16 +5,9 @@ from __future__ import annotations
 
 import datetime
 
-from whatsapp_operator.core.machine import (
-    PHONE_NUMBER_VALID,
-    ForceLogout,
-    InstanceState,
-    Observation,
-    Outcome,
-    Policy,
-    reconcile,
-)
+from whatsapp_operator.core.machine import PHONE_NUMBER_VALID, reconcile
 from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.state import ForceLogout, InstanceState, Observation, Outcome, Policy
 
 T0 = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)
 INVALID = Policy(phone_problem="too short")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime
 
-from whatsapp_operator.core.machine import InstanceState, Observation, Outcome, Policy, reconcile
+from whatsapp_operator.core.machine import reconcile
 from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.state import InstanceState, Observation, Outcome, Policy
 from whatsapp_operator.core.status import from_status, normalize, status_patch, to_status
 
 T0 = datetime.datetime(2026, 11, 29, 12, 0, 0, 123456, tzinfo=datetime.UTC)

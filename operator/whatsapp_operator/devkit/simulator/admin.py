@@ -51,13 +51,13 @@ class AdminApi:
         return web.json_response(instance.snapshot())
 
     async def act(self, request: web.Request) -> web.Response:
-        """POST /_sim/instances/{name}/{action} with an optional {"reason": 401}."""
+        """POST /_sim/instances/{name}/{action} with an optional {"reason": 401} (zombie: {"heals": false})."""
         name, action = request.match_info["name"], request.match_info["action"]
         body = await _json(request)
         if not isinstance(body, dict):
             return _error(400, 'the body must be a JSON object such as {"reason": 401}')
         try:
-            self.sim.act(name, action, body.get("reason"))
+            self.sim.act(name, action, body.get("reason"), heals=body.get("heals"))
         except KeyError:
             return _error(404, f"no instance named {name!r}")
         except ValueError as exc:

@@ -74,6 +74,7 @@ class EvolutionApi:
             web.post("/instance/restart/{instanceName}", self.restart),
             web.get("/instance/fetchInstances", self.fetch_instances),
             web.post("/message/sendText/{instanceName}", self.send_text),
+            web.post("/baileys/onWhatsapp/{instanceName}", self.on_whatsapp),
             web.post("/webhook/set/{instanceName}", self.webhook_set),
             web.get("/webhook/find/{instanceName}", self.webhook_find),
         ]
@@ -304,7 +305,7 @@ class EvolutionApi:
         number, text = body["number"], body["text"]
         if not text.strip():
             raise ApiError(400, ["Text is required"])
-        if instance.state != "open":
+        if instance.state != "open" or instance.zombie:
             raise ApiError(500, "Connection Closed")
         jid = _jid(number)
         digits = jid.split("@")[0]
@@ -335,6 +336,27 @@ class EvolutionApi:
         )
         self.sim.emit(instance, "send.message", message)
         return json_response(message, status=201)
+
+    async def on_whatsapp(self, request: web.Request) -> web.Response:
+        """Baileys' onWhatsApp over the instance's socket (contract 2.13): no schema beyond the name, a
+        dead socket's Boom has no status (500 "Connection Closed"), a fleet-wide `liveness` fault
+        fails every socket at once."""
+        instance = self._instance(request)
+        jid = (await _body(request)).get("jid")
+        if not isinstance(jid, str):
+            raise ApiError(500, "Cannot read properties of undefined (reading 'replace')")
+        rng = self.sim.rng
+        fault = next((f for f in self.sim.active_faults(request.path) if f.kind == "liveness"), None)
+        if fault is not None and rng.random() < fault.rate:
+            if fault.mode == "hang":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.sim.stopping.wait(), HANG_SECONDS)
+                return _drop(request)
+            raise ApiError(500, "Connection Closed")
+        if instance.state != "open" or instance.zombie:
+            raise ApiError(500, "Connection Closed")
+        jid = _jid(jid)
+        return json_response([{"jid": jid, "exists": jid.split("@")[0] not in self.sim.unregistered}])
 
     async def webhook_set(self, request: web.Request) -> web.Response:
         instance = self._instance(request)

@@ -187,17 +187,18 @@ class Simulator:
         self.instances[name] = instance
         return instance
 
-    def act(self, name: str, action: str, reason: int | None = None) -> None:
-        """Apply a scenario action now. Raises KeyError (no such instance), ValueError (bad action or reason)
-        or ActionNotApplicable (e.g. `pair` with no code outstanding)."""
-        reason = validate_action(action, reason)
+    def act(self, name: str, action: str, reason: int | None = None, *, heals: bool | None = None) -> None:
+        """Apply a scenario action now (`heals`: whether a restart heals a zombie, default yes). Raises
+        KeyError (no such instance), ValueError (bad action or reason) or ActionNotApplicable (e.g.
+        `pair` with no code outstanding)."""
+        reason = validate_action(action, reason, heals)
         if name not in self.instances:
             raise KeyError(f"no instance named {name!r}")
         instance = self.instances[name]
         if action == "vanish":
             self.forget(instance)
         else:
-            instance.act(action, reason)
+            instance.act(action, reason, heals)
         log.info("%s: %s%s", name, action, f" ({reason})" if reason else "")
 
     def delete(self, instance: SimInstance) -> None:
@@ -318,6 +319,6 @@ class Simulator:
 
     def _scheduled(self, name: str, event: ScenarioEvent) -> None:
         try:
-            self.act(name, event.action, event.reason)
+            self.act(name, event.action, event.reason, heals=event.heals)
         except (KeyError, ActionNotApplicable) as exc:
             log.warning("scenario event at %ss skipped: %s", event.at, exc)

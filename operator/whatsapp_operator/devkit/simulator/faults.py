@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-FAULT_KINDS = ("outage", "errors", "timeouts", "latency")
+FAULT_KINDS = ("outage", "errors", "timeouts", "latency", "liveness")
 OUTAGE_MODES = ("refuse", "503")
+LIVENESS_MODES = ("closed", "hang")  # every instance's socket dead ("Connection Closed"), or silent
+LIVENESS_PATH = "/baileys/onWhatsapp"
 
 # Parameters each kind accepts (besides the window); anything else is a typo worth reporting.
 _PARAMS: dict[str, frozenset[str]] = {
@@ -17,6 +19,7 @@ _PARAMS: dict[str, frozenset[str]] = {
     "errors": frozenset({"rate", "status", "path"}),
     "timeouts": frozenset({"rate", "path"}),
     "latency": frozenset({"ms", "jitter_ms", "path"}),
+    "liveness": frozenset({"mode", "rate"}),
 }
 
 _ids = itertools.count(1)
@@ -57,6 +60,7 @@ class Fault:
                 "errors": {"rate": self.rate, "status": self.status, "path": self.path},
                 "timeouts": {"rate": self.rate, "path": self.path},
                 "latency": {"ms": self.ms, "jitter_ms": self.jitter_ms, "path": self.path},
+                "liveness": {"mode": self.mode, "rate": self.rate},
             }[self.kind]
         )
         return data
@@ -72,10 +76,13 @@ def make_fault(kind: str, start: float, end: float | None, params: Mapping[str, 
     if end is not None and end <= start:
         raise ValueError("a fault must end after it starts")
     fault = Fault(kind, start, end)
+    if kind == "liveness":  # the whole fleet's sockets at once (a WhatsApp Web change): onWhatsapp only
+        fault.mode, fault.path = "closed", LIVENESS_PATH
     if "mode" in params:
         fault.mode = str(params["mode"])
-        if fault.mode not in OUTAGE_MODES:
-            raise ValueError(f"outage mode must be one of {', '.join(OUTAGE_MODES)}, not {fault.mode!r}")
+        modes = LIVENESS_MODES if kind == "liveness" else OUTAGE_MODES
+        if fault.mode not in modes:
+            raise ValueError(f"{kind} mode must be one of {', '.join(modes)}, not {fault.mode!r}")
     if "rate" in params:
         fault.rate = _number(params, "rate")
         if not 0 <= fault.rate <= 1:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 TERMINAL_REASONS = frozenset({401, 402, 403, 406})
 
 STARTS = ("open", "connecting", "pairing", "close")
-ACTIONS = ("drop", "disconnect", "stick", "pair", "qr_limit", "vanish")
+ACTIONS = ("drop", "disconnect", "stick", "pair", "qr_limit", "vanish", "zombie")
 DEFAULT_REASONS = {"drop": 428, "disconnect": 401}
 
 # The Setting row Evolution writes at create when no setting is given.
@@ -51,10 +51,13 @@ class ActionNotApplicable(RuntimeError):
     """The action makes no sense in the instance's current state (e.g. `pair` on an open instance)."""
 
 
-def validate_action(action: str, reason: int | None) -> int | None:
-    """Check an action and its reason; returns the reason to use (the action's default if none given)."""
+def validate_action(action: str, reason: int | None, heals: bool | None = None) -> int | None:
+    """Check an action, its reason and `heals` (zombie only); returns the reason to use (the action's
+    default if none given)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r} (expected one of {', '.join(ACTIONS)})")
+    if heals is not None and (action != "zombie" or not isinstance(heals, bool)):
+        raise ValueError("heals is a boolean, and only zombie takes it")
     if reason is None:
         return DEFAULT_REASONS.get(action)
     if isinstance(reason, bool) or not isinstance(reason, int):
@@ -117,6 +120,9 @@ class SimInstance:
     phone_number: str | None = None  # pairing-mode number of the current socket, reused by reconnects
     paired: bool = False  # has session credentials: a new socket opens instead of showing QR codes
     stuck: bool = False
+    # Open in memory, dead on the wire (contract 2.13); a reconnect heals it if `zombie_heals`.
+    zombie: bool = False
+    zombie_heals: bool = True
     wuid: str | None = None
     profile_name: str | None = None
     profile_picture_url: str | None = None
@@ -160,6 +166,7 @@ class SimInstance:
             "pairing_code": self.pairing_code,
             "paired": self.paired,
             "stuck": self.stuck,
+            "zombie": self.zombie,
             "wuid": self.wuid,
             "webhook_url": self.webhook.url if self.webhook else None,
             "deleting": self.deleting,
@@ -183,6 +190,7 @@ class SimInstance:
 
     def start_socket(self, number: str | None) -> None:
         """Baileys' createClient: announce `connecting`, then open (paired) or show QR codes (not paired)."""
+        self.zombie = self.zombie and not self.zombie_heals
         self.phone_number = number or None
         self._qr_live = False
         self._set_state("connecting", 200)
@@ -205,7 +213,7 @@ class SimInstance:
     def terminate(self, code: int, message: str) -> None:
         """A terminal close: session deleted, status/logout/close webhooks, DB updated, instance kept."""
         self.cancel()
-        self.paired = self.stuck = self._qr_live = False
+        self.paired = self.stuck = self.zombie = self._qr_live = False
         self.last_disconnect_reason = code
         self._set_state("close", code)
         now = utc_now_iso()
@@ -239,10 +247,15 @@ class SimInstance:
 
     # ----------------------------------------------------------------------------------------- actions
 
-    def act(self, action: str, reason: int | None) -> None:
+    def act(self, action: str, reason: int | None, heals: bool | None = None) -> None:
         """Apply a scenario action (all but `vanish`, which the simulator handles)."""
         if action == "stick":
             self._stick()
+            return
+        if action == "zombie":
+            if self.state != "open":
+                raise ActionNotApplicable(f"zombie needs an open instance; {self.name} is {self.state}")
+            self.zombie, self.zombie_heals = True, heals is not False
             return
         if self.state != "connecting" and action in ("pair", "qr_limit"):
             raise ActionNotApplicable(f"{action} needs a connecting instance; {self.name} is {self.state}")

@@ -31,6 +31,7 @@ class ScenarioEvent:
     at: float  # seconds after the simulator's start
     action: str
     reason: int | None = None
+    heals: bool | None = None  # zombie: whether a restart heals it (None: yes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +143,13 @@ def _events(item: Mapping[str, Any], where: str) -> tuple[ScenarioEvent, ...]:
     for i, event in enumerate(_list(item, "events", where)):
         at = f"{where}.events[{i}]"
         _mapping(event, at)
-        _no_unknown_keys(event, frozenset({"at", "action", "reason"}), at)
+        _no_unknown_keys(event, frozenset({"at", "action", "reason", "heals"}), at)
+        heals = event.get("heals")
         try:
-            reason = validate_action(str(event.get("action")), event.get("reason"))
+            reason = validate_action(str(event.get("action")), event.get("reason"), heals)
         except ValueError as exc:
             raise ScenarioError(f"{at}: {exc}") from exc
-        events.append(ScenarioEvent(_seconds(event.get("at"), f"{at}.at"), str(event["action"]), reason))
+        events.append(ScenarioEvent(_seconds(event.get("at"), f"{at}.at"), str(event["action"]), reason, heals))
     return tuple(sorted(events, key=lambda event: event.at))
 
 
