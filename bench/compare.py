@@ -54,6 +54,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=float, default=50.0)
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--interval", type=int, default=30)
+    p.add_argument(
+        "--liveness-interval",
+        type=int,
+        default=300,
+        help="spec.probe.livenessIntervalSeconds (0: none; a commit from before liveness checks makes none anyway)",
+    )
     p.add_argument("--passes", type=int, default=3, help="steady rounds per build, alternating")
     p.add_argument("--rounds", type=int, default=2, help="capacity rounds per build after one warm-up round")
     p.set_defaults(profile=None)  # what bench.probe_round's stages read
