@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from whatsapp_operator import GROUP, VERSION
-from whatsapp_operator.core.machine import stuck
 from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.state import stuck
 from whatsapp_operator.core.status import from_status, health
 
 if TYPE_CHECKING:
