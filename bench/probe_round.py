@@ -67,6 +67,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=2, help="capacity rounds after one warm-up round")
     p.add_argument("--baseline-cap", type=int, default=200, help="instances the sequential baseline really probes")
     p.add_argument(
+        "--steady-after",
+        type=float,
+        default=0,
+        help="seconds to wait after the convergence settled before the steady round (one liveness interval: "
+        "the instances' one-time ownerJid lookups are over)",
+    )
+    p.add_argument(
         "--restart-limit", type=float, default=0, help="time a restarted operator's start-up, up to this (0: skip)"
     )
     p.add_argument(
@@ -177,6 +184,7 @@ async def operator_stage(
                 "writes_received": delta(writes, await cluster.ask("writes")),
             }
             settled = converged + await wait_quiet(cluster)
+        await asyncio.sleep(args.steady_after)
         steady = await steady_round(args, cluster, operator, admin)
     finally:
         await operator.stop()
@@ -264,7 +272,7 @@ async def run(args: argparse.Namespace) -> Result:
         "liveness_interval": args.liveness_interval,
         "machine": machine(),
     }
-    result["knobs"] = {"spec.probe": probe}
+    result["knobs"] = {"spec.probe": probe, "steady_after_seconds": args.steady_after}
     async with contextlib.AsyncExitStack() as stack:
         simulator, sim_url = await start_simulator(stack, scenario)
         cluster, kube_url = await start_cluster(stack)
