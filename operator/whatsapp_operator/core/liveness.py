@@ -110,26 +110,22 @@ class Remedy(enum.Enum):
     EXHAUSTED = "exhausted"  # neither is left in the hour's budgets
 
 
-def _recent(times: tuple[datetime.datetime, ...], now: datetime.datetime, policy: Policy) -> int:
-    return sum(1 for t in times if now - t < policy.forced_logout_window)
-
-
 def remedy(state: InstanceState, now: datetime.datetime, policy: Policy) -> Remedy:
     """What a DEAD verdict calls for: one restart per episode (Live=False since), then forced logouts,
     each within its own budget per window."""
     live = state.condition(LIVE)
     episode = live.last_transition_time if live is not None and live.status == ConditionStatus.FALSE else None
     restarted = episode is not None and state.last_restart is not None and state.last_restart >= episode
-    if not restarted and _recent(state.restart_times, now, policy) < policy.max_restarts:
+    if not restarted and len(policy.recent(state.restart_times, now)) < policy.max_restarts:
         return Remedy.RESTART
-    if _recent(state.forced_logout_times, now, policy) < policy.max_forced_logouts:
+    if len(policy.recent(state.forced_logout_times, now)) < policy.max_forced_logouts:
         return Remedy.LOGOUT
     return Remedy.EXHAUSTED
 
 
 def restarted(state: InstanceState, now: datetime.datetime, policy: Policy) -> InstanceState:
     """A restart, recorded as forced logouts are: a count, the recent ones, the last."""
-    recent = tuple(t for t in state.restart_times if now - t < policy.forced_logout_window)
+    recent = policy.recent(state.restart_times, now)
     return dataclasses.replace(state, restarts=state.restarts + 1, restart_times=(*recent, now), last_restart=now)
 
 

@@ -206,7 +206,7 @@ def _reconnected(
 def _remediate(
     state: InstanceState, now: datetime.datetime, policy: Policy, why: str
 ) -> tuple[InstanceState, list[Action], datetime.datetime | None]:
-    recent = tuple(t for t in state.forced_logout_times if now - t < policy.forced_logout_window)
+    recent = policy.recent(state.forced_logout_times, now)
     if len(recent) >= policy.max_forced_logouts:
         actions: list[Action] = []
         old = state.condition("Stuck")

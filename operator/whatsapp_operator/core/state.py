@@ -24,6 +24,10 @@ class Policy:
     max_restarts: int = 3  # restarts of unresponsive instances per forced_logout_window
     liveness: bool = True  # spec.probe.livenessIntervalSeconds is not 0: open instances are checked
 
+    def recent(self, times: tuple[datetime.datetime, ...], now: datetime.datetime) -> tuple[datetime.datetime, ...]:
+        """The remediations (forced logouts, restarts) of `times` still inside the budgets' window."""
+        return tuple(t for t in times if now - t < self.forced_logout_window)
+
     @property
     def pairing_blocked(self) -> bool:
         """A fresh pairing would need a number the operator cannot use: it waits (never a QR instead)."""
