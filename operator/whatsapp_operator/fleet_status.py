@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.core.phases import Phase
+from whatsapp_operator.core.resources import InstanceSpec
 from whatsapp_operator.core.state import stuck
 from whatsapp_operator.core.status import from_status, health
 
@@ -42,16 +43,15 @@ class Instance:
 
     @classmethod
     def read(cls, obj: Mapping[str, Any]) -> Instance:
-        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        spec, status = InstanceSpec.parse(obj), obj.get("status") or {}
         state = from_status(status)
         condition = state.condition("Stuck")
         is_stuck = stuck(state)
         reason = condition.reason if is_stuck and condition else str(status.get("statusReason") or "")
-        server = (spec.get("serverRef") or {}).get("name") or "default"
         return cls(
-            namespace=meta["namespace"],
-            name=meta["name"],
-            server=f"{meta['namespace']}/{server}",
+            namespace=spec.namespace,
+            name=spec.name,
+            server=f"{spec.namespace}/{spec.server}",
             phase=str(state.phase),
             health=health(state.phase, is_stuck),
             reason=reason,
