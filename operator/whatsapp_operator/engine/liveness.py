@@ -9,7 +9,7 @@ import random
 from whatsapp_operator.clock import LoopClock
 from whatsapp_operator.core.liveness import Check, FleetChecks, counted, unresponsive
 from whatsapp_operator.core.phases import EvolutionState, Phase
-from whatsapp_operator.core.resources import ServerSpec
+from whatsapp_operator.core.resources import InstanceKey, ServerSpec
 from whatsapp_operator.core.state import Verdict
 from whatsapp_operator.engine.metrics import ServerMetrics
 from whatsapp_operator.engine.recorder import Recorder
@@ -72,11 +72,15 @@ class LivenessChecks:
         if not self.enabled or not (phase is Phase.CONNECTED or unresponsive(t.state)):
             if t.live_at is not None or t.owner_jid is not None:
                 t.live_at, t.owner_jid, t.live_failures = None, None, 0
-                self.fleet.forget(t.spec.key)
+                self.forget(t.spec.key)
             return None
         if t.live_at is None:
             t.live_at = self.clock.monotonic() + random.uniform(0.0, self.interval)
         return t.live_at if phase is Phase.CONNECTED else None
+
+    def forget(self, key: InstanceKey) -> None:
+        """No longer checked (deleted, or not Connected): the outage guard drops its last check."""
+        self.fleet.forget(key)
 
     async def _ask(self, t: Tracked) -> Check | None:
         """The check itself, with the instance's own number (fetchInstances' ownerJid, asked once)."""

@@ -143,7 +143,7 @@ class ServerProber:
     def forget(self, key: InstanceKey) -> None:
         if self.tracked.pop(key, None) is not None:
             self.schedule.remove(key)
-            self.probe.liveness.fleet.forget(key)
+            self.probe.liveness.forget(key)
             self.recorder.server_dirty = True
 
     def probe_soon(self, key: InstanceKey) -> None:
