@@ -107,6 +107,12 @@ def machine_jiffies() -> tuple[int, int, int]:
     return sum(fields) - idle, fields[7], sum(fields)
 
 
+def machine_shares(since: tuple[int, int, int]) -> dict[str, float]:
+    """How busy every core was, and how much the hypervisor stole, since `since` (machine_jiffies())."""
+    busy, stolen, total = (after - before for after, before in zip(machine_jiffies(), since, strict=True))
+    return {"machine_busy_share": round(busy / total, 3), "machine_stolen_share": round(stolen / total, 3)}
+
+
 # -- child processes ---------------------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ from bench.harness import (
     limit,
     machine,
     machine_jiffies,
+    machine_shares,
     main,
     operator_argv,
     poll,
@@ -177,10 +178,9 @@ async def operator_stage(
             await wait_converged(cluster, args.instances)
             converged = time.monotonic() - started
             # Where the convergence's time went: each process's CPU, and the writes the API server took.
-            busy, _, total = (after - before for after, before in zip(machine_jiffies(), jiffies, strict=True))
             convergence = {
                 "cpu_seconds": {name: round(c.usage().cpu_seconds - cpu[name], 1) for name, c in processes.items()},
-                "machine_busy_share": round(busy / total, 3),
+                **machine_shares(jiffies),
                 "writes_received": delta(writes, await cluster.ask("writes")),
             }
             settled = converged + await wait_quiet(cluster)

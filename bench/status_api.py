@@ -40,6 +40,7 @@ from bench.harness import (
     loopback_listen,
     machine,
     machine_jiffies,
+    machine_shares,
     main,
     operator_argv,
     percentile,
@@ -250,12 +251,10 @@ async def measured(
     if sampler is not None:
         figures["profile"] = await profiling.sampled(sampler, path)
     elapsed = time.perf_counter() - started
-    busy, stolen, total = (after - before for after, before in zip(machine_jiffies(), jiffies, strict=True))
     return figures | {
         "operator_cpu_share_of_one_core": round((operator.usage().cpu_seconds - before) / elapsed, 3),
         "client_cpu_share_of_one_core": round((self_cpu_seconds() - client_before) / elapsed, 3),
-        "machine_busy_share": round(busy / total, 3),
-        "machine_stolen_share": round(stolen / total, 3),
+        **machine_shares(jiffies),
     }
 
 
