@@ -87,8 +87,8 @@ class LivenessChecks:
         name = t.spec.instance_name
         try:
             if t.owner_jid is None:
-                rows = await self.client.fetch_instances(name)
-                t.owner_jid = next((r.owner_jid for r in rows if r.name == name), None)
+                row = await self.client.fetch_instance(name)
+                t.owner_jid = row.owner_jid if row is not None else None
                 if t.owner_jid is None:
                     return None
             await self.client.on_whatsapp(name, t.owner_jid, answer_within=self.spec.liveness_timeout)

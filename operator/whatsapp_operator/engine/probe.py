@@ -195,8 +195,7 @@ class Probe:
         two hosts are never compared."""
         if t.state.state == EvolutionState.CLOSE and t.state.status_reason is not None:
             return t.state.status_reason  # already known: no extra call on steady state
-        rows = await self.client.fetch_instances(t.spec.instance_name)
-        row = next((r for r in rows if r.name == t.spec.instance_name), None)
+        row = await self.client.fetch_instance(t.spec.instance_name)
         if row is None or row.connection_status != EvolutionState.CLOSE:
             return None
         return row.disconnection_reason_code

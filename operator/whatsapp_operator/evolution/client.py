@@ -221,6 +221,10 @@ class EvolutionClient:
             "fetch_instances", name, instance_list, "GET", "/instance/fetchInstances", params=params
         )
 
+    async def fetch_instance(self, name: str) -> InstanceInfo | None:
+        """The named instance's row (None if the answer holds no row of that name)."""
+        return next((row for row in await self.fetch_instances(name) if row.name == name), None)
+
     async def send_text(
         self,
         name: str,
