@@ -8,40 +8,16 @@ from typing import Any
 
 import kmock
 
-from whatsapp_operator.devkit.kube_emulator.schema import Body, Schema
-
-
-@dataclasses.dataclass(frozen=True)
-class Column:
-    """One printer column (a CRD's additionalPrinterColumns entry, or a built-in printer's)."""
-
-    name: str
-    json_path: str
-    type: str = "string"
-    priority: int = 0  # above 0: shown by `kubectl get -o wide` only
-    description: str = ""
-    format: str = ""
-
-    @classmethod
-    def from_crd(cls, column: dict[str, Any]) -> Column:
-        return cls(
-            name=column["name"],
-            json_path=column["jsonPath"],
-            type=column["type"],
-            priority=column.get("priority", 0),
-            description=column.get("description", ""),
-            format=column.get("format", ""),
-        )
-
-
-NAME = Column(
-    "Name",
-    ".metadata.name",
-    format="name",
-    description="Name must be unique within a namespace. More info:"
-    " https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
+from whatsapp_operator.devkit.kube_emulator.printing import (
+    AGE,
+    CONFIGMAP_COLUMNS,
+    EVENT_COLUMNS,
+    NAME,
+    NAMESPACE_COLUMNS,
+    SECRET_COLUMNS,
+    Column,
 )
-AGE = Column("Age", ".metadata.creationTimestamp", "date")
+from whatsapp_operator.devkit.kube_emulator.schema import Body, Schema
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,15 +67,6 @@ def _builtin(group: str, version: str, plural: str, kind: str, *, namespaced: bo
     return ResourceType(group, version, plural, kind, namespaced, singular=kind.lower(), **extra)
 
 
-# `kubectl get events`: what the API server's own printer shows first (core v1 field names).
-EVENT_COLUMNS = (
-    Column("Last Seen", ".lastTimestamp", "date"),
-    Column("Type", ".type"),
-    Column("Reason", ".reason"),
-    Column("Object", ".involvedObject.name"),
-    Column("Message", ".message"),
-    dataclasses.replace(NAME, priority=1),
-)
 CRDS = _builtin(
     "apiextensions.k8s.io",
     "v1",
@@ -117,14 +84,14 @@ NAMESPACES = _builtin(
     namespaced=False,
     shortnames=("ns",),
     status_subresource=True,
-    columns=(Column("Status", ".status.phase"), AGE),
+    columns=NAMESPACE_COLUMNS,
 )
-SECRETS = _builtin("", "v1", "secrets", "Secret", namespaced=True)
+SECRETS = _builtin("", "v1", "secrets", "Secret", namespaced=True, columns=SECRET_COLUMNS)
 BUILTINS = (
     CRDS,
     NAMESPACES,
     SECRETS,
-    _builtin("", "v1", "configmaps", "ConfigMap", namespaced=True, shortnames=("cm",)),
+    _builtin("", "v1", "configmaps", "ConfigMap", namespaced=True, shortnames=("cm",), columns=CONFIGMAP_COLUMNS),
     _builtin("", "v1", "events", "Event", namespaced=True, shortnames=("ev",), columns=EVENT_COLUMNS),
     _builtin("events.k8s.io", "v1", "events", "Event", namespaced=True, shortnames=("ev",)),
     # kopf's peering, for operators that run as an active/standby pair (kopf's CRDs keep unknown fields).

@@ -23,17 +23,14 @@ import kmock
 
 from whatsapp_operator.devkit.kube_emulator import openapi
 from whatsapp_operator.devkit.kube_emulator.audit import ANONYMOUS, Access, bearer_token, request_attributes
-from whatsapp_operator.devkit.kube_emulator.printing import table, wants_table
+from whatsapp_operator.devkit.kube_emulator.printing import AGE, NAME, Column, table, wants_table
 from whatsapp_operator.devkit.kube_emulator.resources import (
-    AGE,
     BUILTINS,
     CRDS,
-    NAME,
     NAMESPACES,
     SECRETS,
     WRITE_VERBS,
     Change,
-    Column,
     PrunedField,
     ResourceType,
     Write,
@@ -394,7 +391,8 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
     async def _serve_fetch(self, request: kmock.Request) -> Body:
         rtype, _, obj = self._target(request)
         if _tabular(request):
-            return table(rtype, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]}, _included(request))
+            metadata = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+            return table(rtype.columns, [obj], metadata, _included(request))
         return obj
 
     async def _serve_list(self, request: kmock.Request) -> Body:
@@ -414,7 +412,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             last = [items[-1]["metadata"].get("namespace", ""), items[-1]["metadata"]["name"]]
             metadata["continue"] = base64.urlsafe_b64encode(json.dumps(last).encode()).decode()
         if _tabular(request):
-            return table(rtype, items, metadata, _included(request))
+            return table(rtype.columns, items, metadata, _included(request))
         return {"apiVersion": rtype.api_version, "kind": f"{rtype.kind}List", "metadata": metadata, "items": items}
 
     async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Body | bytes]:
@@ -630,6 +628,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             rtype.schema.default(obj)
             causes += rtype.schema.validate(obj)
         if rtype is SECRETS:
+            obj.setdefault("type", "Opaque")  # as the API server defaults it
             causes += fold_string_data(obj)
         if causes:
             raise self._invalid(rtype, key[2], causes)
@@ -766,7 +765,7 @@ async def _tabulated(
         if isinstance(event, dict) and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
             obj = event["object"]
             meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
-            event = {"type": event["type"], "object": table(rtype, [obj], meta, include)}
+            event = {"type": event["type"], "object": table(rtype.columns, [obj], meta, include)}
         yield event
 
 
