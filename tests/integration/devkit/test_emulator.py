@@ -341,6 +341,7 @@ async def test_watch_ends_after_its_timeout(kube: EmulatedCluster) -> None:
 async def test_lists_select_by_label_and_namespace(kube: EmulatedCluster) -> None:
     await kube.create({**instance("ana"), "metadata": {"name": "ana", "labels": {"fleet": "sp"}}})
     await kube.create({**instance("bia"), "metadata": {"name": "bia", "labels": {"fleet": "rj"}}})
+    await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "drivers"}})
     await kube.create(instance("caio"), namespace="drivers")
     assert [o["metadata"]["name"] for o in await kube.list("wai", labels="fleet=sp")] == ["ana"]
     assert [o["metadata"]["name"] for o in await kube.list("wai", labels="fleet in (rj,sp),fleet!=sp")] == ["bia"]
@@ -413,3 +414,103 @@ async def test_crds_are_served_and_read_only(kube: EmulatedCluster, cluster_with
     assert refused.value.status == 405
     with pytest.raises(LookupError):
         cluster_without_crds.emulator.resolve("wai")
+
+
+async def test_an_object_needs_its_namespace_to_exist(kube: EmulatedCluster) -> None:
+    with pytest.raises(KubeApiError) as refused:
+        await kube.create(instance(), namespace="drivers")
+    assert (refused.value.status, refused.value.message) == (404, 'namespaces "drivers" not found')
+    assert {ns["metadata"]["name"] for ns in await kube.list("namespaces")} == {"default"}, "none made on the way"
+
+
+async def test_a_dry_run_admits_and_answers_like_a_write_and_stores_nothing(kube: EmulatedCluster) -> None:
+    await kube.create(instance())
+    version, writes = kube.emulator.resource_version, len(kube.emulator.write_log)
+    dry = {"dryRun": "All"}
+    status, created = await http(
+        kube, "POST", INSTANCES, params=dry, json=instance("bia", phoneNumber="(11) 98765-4321")
+    )
+    assert status == 201
+    assert created["spec"]["phoneNumber"] == "(11) 98765-4321"
+    assert created["spec"]["pairing"] == {"method": "pairingCode"}, "defaulted as for a real create"
+    assert created["metadata"]["uid"]
+    assert "resourceVersion" not in created["metadata"]
+    merge = {"Content-Type": "application/merge-patch+json"}
+    status, patched = await http(
+        kube, "PATCH", f"{INSTANCES}/maria", params=dry, data='{"spec": {"suspend": true}}', headers=merge
+    )
+    assert (status, patched["spec"]["suspend"], patched["metadata"]["generation"]) == (200, True, 2)
+    assert patched["metadata"]["resourceVersion"] == str(version), "the stored version, not a new one"
+    current = await kube.get("wai", "maria")
+    status, replaced = await http(
+        kube, "PUT", f"{INSTANCES}/maria", params=dry, json={**current, "spec": {**current["spec"], "suspend": True}}
+    )
+    assert (status, replaced["spec"]["suspend"]) == (200, True)
+    status, deleted = await http(kube, "DELETE", f"{INSTANCES}/maria", json={"dryRun": ["All"]})
+    assert (status, deleted["metadata"]["name"]) == (200, "maria")
+    status, refused = await http(kube, "POST", INSTANCES, params=dry, json=instance("caio", phoneNumber="call me"))
+    assert (status, refused["reason"]) == (422, "Invalid"), "validated as for a real write"
+    status, _ = await http(kube, "POST", INSTANCES.replace("default", "drivers"), params=dry, json=instance("caio"))
+    assert status == 404, "no namespace is made either"
+    assert kube.emulator.resource_version == version, "no write happened: no watch hears of any"
+    assert await kube.get("wai", "maria") == current
+    assert kube.emulator.read("wai", "bia") is None
+    assert len(kube.emulator.write_log) == writes + 6, "each request is recorded, as the API server audits it"
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "PUT", "DELETE"])
+async def test_a_dry_run_other_than_all_is_refused_as_the_api_server_does(kube: EmulatedCluster, method: str) -> None:
+    created = await kube.create(instance())
+    path = INSTANCES if method == "POST" else f"{INSTANCES}/maria"
+    kind = {"POST": "CreateOptions", "PATCH": "PatchOptions", "PUT": "UpdateOptions", "DELETE": "DeleteOptions"}[method]
+    body = {"POST": instance("bia"), "PATCH": {"spec": {"suspend": True}}, "PUT": created, "DELETE": None}[method]
+    headers = {"Content-Type": "application/merge-patch+json"} if method == "PATCH" else {}
+    status, refused = await http(
+        kube, method, path, params=[("dryRun", "All"), ("dryRun", "Everything")], json=body, headers=headers
+    )
+    assert (status, refused["reason"]) == (422, "Invalid")
+    assert refused["message"] == (
+        f'{kind}.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{{"All", "Everything"}}:'
+        ' supported values: "All"'
+    )
+    assert await kube.get("wai", "maria") == created
+
+
+async def test_server_side_apply_is_refused_up_front_and_says_what_to_use(kube: EmulatedCluster) -> None:
+    apply = {"Content-Type": "application/apply-patch+yaml"}
+    status, refused = await http(kube, "PATCH", f"{INSTANCES}/new-one", data="{}", headers=apply)
+    assert (status, refused["reason"]) == (415, "UnsupportedMediaType"), "not a misleading NotFound"
+    assert "server-side apply" in refused["message"]
+    assert "use client-side kubectl apply" in refused["message"]
+    await kube.create(instance())
+    strategic = {"Content-Type": "application/strategic-merge-patch+json"}
+    status, refused = await http(kube, "PATCH", f"{INSTANCES}/maria", data="{}", headers=strategic)
+    assert status == 415
+    assert refused["message"] == (
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+    )
+
+
+@pytest.mark.parametrize("path", ["/foo", "/openapi/v2", "/apis/nothing.example.com"])
+async def test_unknown_paths_get_the_api_servers_not_found(kube: EmulatedCluster, path: str) -> None:
+    status, answer = await http(kube, "GET", path)
+    assert status == 404
+    assert answer == {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Failure",
+        "code": 404,
+        "reason": "NotFound",
+        "message": "the server could not find the requested resource",
+        "details": {},
+    }
+
+
+async def test_the_version_is_the_one_the_project_targets(kube: EmulatedCluster) -> None:
+    status, version = await http(kube, "GET", "/version")
+    assert status == 200
+    assert (version["major"], version["minor"], version["gitVersion"]) == ("1", "32", "v1.32.0")
+    _, document = await http(kube, "GET", f"/openapi/v3/apis/{API}")
+    assert document["info"]["version"] == version["gitVersion"]

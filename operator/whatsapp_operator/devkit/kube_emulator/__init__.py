@@ -24,20 +24,26 @@ does on every write what a real API server does:
   the CRD's printer columns evaluated and typed like the API server's (ages for `date` columns,
   priority-1 columns for `-o wide`); `/openapi/v3` documents that say every kind takes
   `fieldValidation`, so kubectl validates on the server; `fieldValidation=Strict` refuses unknown
-  fields (400, "strict decoding error: unknown field ...") where others are pruned.
+  fields (400, "strict decoding error: unknown field ...") where others are pruned; the built-in
+  kinds' columns computed as the API server's Go printers compute them (`printing.Column.compute`);
+- dry runs (`dryRun=All`, in the query or a DELETE's body): admitted and answered like the write,
+  stored nowhere, no resourceVersion spent, no watch event; any other value is the API server's 422;
+- an object in a namespace that does not exist is a 404 (`namespaces "x" not found`), as the
+  NamespaceLifecycle admission answers; `/version` says 1.32.0 (openapi.KUBERNETES_VERSION); a path
+  nothing serves is the API server's 404 Status, not kmock's hint.
 
 Every write request is recorded (`writes()`, `write_log`) so that tests can count PATCHes, and every
 request as RBAC's authorizer sees it (`audit_log`: verb, group, resource, subresource, namespace,
 name, user) so that tests can check the operator's RBAC. With `tokens` (bearer token to user, like
 a static token file) a request without a known token is a 401; without, anyone may ask anything.
-Namespaces need not be created first: a namespaced write creates its Namespace (`default` exists).
-Served besides the CRDs: Namespaces, Secrets, Events (core and events.k8s.io), kopf's peerings
-(kopf.dev, schema-less) and the CRDs themselves (read-only: use `register_crd()`).
-Not emulated: server-side apply and strategic merge on custom resources (415), dry runs, garbage
-collection of owned objects, admission webhooks, authentication other than bearer tokens, RBAC
-itself (tests check the audit log against the rules), `/openapi/v2` (kubectl falls back from it),
-aggregated discovery (kubectl falls back to the per-group documents), and the `Warning` header for
-dropped fields.
+Only `default` exists at first: a namespace is created like any other object.
+Served besides the CRDs: Namespaces, Secrets, ConfigMaps, Events (core and events.k8s.io), kopf's
+peerings (kopf.dev, schema-less) and the CRDs themselves (read-only: use `register_crd()`).
+Not emulated: server-side apply (a 415 that says to apply client-side) and strategic merge on
+custom resources (415, as on a real server), garbage collection of owned objects, admission
+webhooks, authentication other than bearer tokens, RBAC itself (tests check the audit log against
+the rules), `/openapi/v2` (kubectl falls back from it), aggregated discovery (kubectl falls back to
+the per-group documents), and the `Warning` header for dropped fields.
 
 Test and demo tooling: nothing in the operator imports this package.
 """

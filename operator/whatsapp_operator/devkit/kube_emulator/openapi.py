@@ -17,6 +17,20 @@ from collections.abc import Iterable
 from whatsapp_operator.devkit.kube_emulator.resources import ResourceType
 from whatsapp_operator.devkit.kube_emulator.schema import JSON_PATCH, MERGE_PATCH, Body
 
+# The Kubernetes release the emulator answers as (`/version` and these documents' info): the one
+# the project targets, so that kubectl 1.32 prints no version-skew warning.
+KUBERNETES_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0",
+    "gitCommit": "70d3cc986aa8221cd1dfb1121852688902d3bf53",
+    "gitTreeState": "clean",
+    "buildDate": "2024-12-11T17:59:15Z",
+    "goVersion": "go1.23.3",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
 # No strategic merge patch listed, for any kind: kubectl then builds a custom resource's patch as a JSON
 # merge patch, and a built-in kind's from its own types, without needing their full schemas here.
 PATCHES = (JSON_PATCH, MERGE_PATCH)
@@ -73,7 +87,7 @@ def group_version(types: Iterable[ResourceType]) -> Body:
             paths[f"{template}/{{name}}/status"] = {key: value for key, value in item.items() if key != "delete"}
     return {
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION["gitVersion"]},
         "paths": paths,
         "components": {"schemas": schemas},
     }

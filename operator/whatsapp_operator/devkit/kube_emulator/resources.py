@@ -123,6 +123,7 @@ class PrunedField:
     namespace: str | None
     name: str
     field: str
+    user_agent: str = ""
 
     def __str__(self) -> str:
         return f"{self.plural} {self.namespace}/{self.name}: {self.field}"

@@ -23,6 +23,7 @@ ObjectKey = tuple[kmock.resource, str | None, str]
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply
 
 # Written by the server only: whatever a client sends for these is replaced.
 SYSTEM_METADATA = (

@@ -36,6 +36,7 @@ from whatsapp_operator.devkit.kube_emulator.resources import (
     Write,
 )
 from whatsapp_operator.devkit.kube_emulator.schema import (
+    APPLY_PATCH,
     GENERATE_ALPHABET,
     JSON_PATCH,
     MERGE_PATCH,
@@ -58,6 +59,19 @@ from whatsapp_operator.devkit.kube_emulator.schema import (
 from whatsapp_operator.devkit.kube_emulator.selectors import field_selector, jsonpath_steps, label_selector
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteOptions:
+    """What a write request asks besides its body, as the API server's CreateOptions, PatchOptions,
+    UpdateOptions and DeleteOptions carry it."""
+
+    strict: bool = False  # fieldValidation=Strict: an unknown field is refused, not dropped
+    dry_run: bool = False  # dryRun=All: admitted and answered as a real write, stored nowhere
+    user_agent: str = ""  # who wrote, for the record of pruned fields
+
+
+PLAIN_WRITE = WriteOptions()  # the emulator's own writes (CRDs, the default namespace)
 
 
 @attrs.define(kw_only=True)
@@ -98,7 +112,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         self._own_reactions = len(self._payloads)
         for rtype in BUILTINS:
             self.register(rtype)
-        self._ensure_namespace("default")
+        self._create_object(NAMESPACES, None, {"metadata": {"name": "default"}, "spec": {"finalizers": ["kubernetes"]}})
 
     def _routes(self) -> dict[kmock.action | kmock.method, Callable[[kmock.Request], Awaitable[Any]]]:
         return {
@@ -147,6 +161,9 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
                 resources.append(status | {"kind": rtype.kind, "verbs": ["get", "patch", "update"]})
         listing = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": rtype.api_version}
         return listing | {"resources": resources}
+
+    async def _serve_server_version(self, request: kmock.Request) -> Body:
+        return dict(openapi.KUBERNETES_VERSION)
 
     def register_crd(self, crd: Mapping[str, Any]) -> None:
         """Serve a CustomResourceDefinition's versions, refusing it as the API server would."""
@@ -352,6 +369,10 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         try:
             response = await self._serve(request)
         except kmock.KubernetesError as error:
+            if isinstance(error, kmock.KubernetesNotFoundError):
+                # kmock's own 404 (a path nothing serves, `/openapi/v2` included) tells a test how to
+                # declare the endpoint; a client gets the API server's.
+                error = api_error(404, "NotFound", "the server could not find the requested resource")
             response = aiohttp.web.json_response(status_body(error), status=error.status)
             refused = tuple(f"{c['field']}: {c['message']}" for c in (error.details or {}).get("causes", ()))
         verb = WRITE_VERBS.get(request.method) if request.resource is not None else None
@@ -468,6 +489,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
 
     async def _serve_create(self, request: kmock.Request) -> Body:
         rtype = self._type_of(request, writing=True)
+        options = _write_options(request, "CreateOptions")
         body = _object(_json_body(request))
         namespace = self._scope(rtype, request.namespace)
         meta = body.setdefault("metadata", {})
@@ -477,11 +499,22 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
                 "BadRequest",
                 "the namespace of the provided object does not match the namespace sent on the request",
             )
-        return self._create_object(rtype, namespace, body, strict=_strict(request))
+        return self._create_object(rtype, namespace, body, options)
 
     async def _serve_patch(self, request: kmock.Request) -> Body:
-        rtype, key, old = self._target(request, writing=True)
+        rtype = self._type_of(request, writing=True)
+        options = _write_options(request, "PatchOptions")
         content_type = (_header(request, "Content-Type") or "").split(";")[0].strip()
+        if content_type == APPLY_PATCH:
+            # Refused before the object is looked up: a NotFound would send `kubectl apply
+            # --server-side` of a new object looking for the wrong cause.
+            raise api_error(
+                415,
+                "UnsupportedMediaType",
+                f"server-side apply ({APPLY_PATCH}) is not served by the emulated API server:"
+                " use client-side kubectl apply (without --server-side)",
+            )
+        rtype, key, old = self._target(request, writing=True)
         if content_type == JSON_PATCH and isinstance(request.data, list):
             try:
                 new = _object(jsonpatch.apply_patch(old, request.data))
@@ -494,18 +527,22 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             self._check_preconditions(rtype, old, patch.get("metadata") or {})
             new = _merge_patch(old, patch)
         else:
+            # What a real API server accepts (server-side apply included): custom resources take no
+            # strategic merge patch.
+            accepted = (JSON_PATCH, MERGE_PATCH) if rtype.custom else (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH)
             raise api_error(
                 415,
                 "UnsupportedMediaType",
-                f"the body of the request was in an unknown format - accepted media types include:"
-                f" {JSON_PATCH}, {MERGE_PATCH}",
+                "the body of the request was in an unknown format - accepted media types include: "
+                + ", ".join((*accepted, APPLY_PATCH)),
             )
-        return self._update_object(rtype, key, old, new, request.subresource, strict=_strict(request))
+        return self._update_object(rtype, key, old, new, request.subresource, options)
 
     async def _serve_replace(self, request: kmock.Request) -> Body:
         if request.name is None:
             raise api_error(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         rtype, key, old = self._target(request, writing=True)
+        options = _write_options(request, "UpdateOptions")
         new = _object(_json_body(request))
         meta = new.get("metadata") or {}
         if meta.get("name", request.name) != request.name:
@@ -520,25 +557,28 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             )
             raise self._invalid(rtype, request.name, [cause])
         self._check_preconditions(rtype, old, meta)
-        return self._update_object(rtype, key, old, new, request.subresource, strict=_strict(request))
+        return self._update_object(rtype, key, old, new, request.subresource, options)
 
     async def _serve_delete(self, request: kmock.Request) -> Body:
         rtype, key, old = self._target(request, writing=True)
-        options = request.data if isinstance(request.data, dict) else {}
-        self._check_preconditions(rtype, old, options.get("preconditions") or {})
+        options = _write_options(request, "DeleteOptions")
+        body = request.data if isinstance(request.data, dict) else {}
+        self._check_preconditions(rtype, old, body.get("preconditions") or {})
         if not old["metadata"].get("finalizers"):
-            return self._remove(rtype, key, old)
+            return self._remove(rtype, key, old, dry_run=options.dry_run)
         if old["metadata"].get("deletionTimestamp"):
             return old
         new = copy.deepcopy(old)
         new["metadata"].update(deletionTimestamp=now_rfc3339(), deletionGracePeriodSeconds=0)
         if rtype.custom:
             new["metadata"]["generation"] += 1
-        return self._commit(rtype, key, new, "MODIFIED")
+        return self._commit(rtype, key, new, "MODIFIED", dry_run=options.dry_run)
 
     # -- the API server's write path -------------------------------------------------------------
 
-    def _create_object(self, rtype: ResourceType, namespace: str | None, body: Body, *, strict: bool = False) -> Body:
+    def _create_object(
+        self, rtype: ResourceType, namespace: str | None, body: Body, options: WriteOptions = PLAIN_WRITE
+    ) -> Body:
         _check_kind(rtype, body)
         meta = body.setdefault("metadata", {})
         for field in SYSTEM_METADATA:
@@ -564,16 +604,17 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             body.pop("status", None)
         if rtype is NAMESPACES:
             body["status"] = {"phase": "Active"}
-        obj = self._admit(rtype, body, key, strict=strict)
+        obj = self._admit(rtype, body, key, options)
+        if namespace is not None and self._current((NAMESPACES.ref, None, namespace)) is None:
+            # The NamespaceLifecycle admission plugin: a namespace is created first, explicitly.
+            raise api_error(404, "NotFound", f'namespaces "{namespace}" not found', name=namespace, kind="namespaces")
         obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339())
         if rtype.custom:
             obj["metadata"]["generation"] = 1
-        if namespace is not None:
-            self._ensure_namespace(namespace)
-        return self._commit(rtype, key, obj, "ADDED")
+        return self._commit(rtype, key, obj, "ADDED", dry_run=options.dry_run)
 
     def _update_object(
-        self, rtype: ResourceType, key: ObjectKey, old: Body, new: Body, subresource: str | None, *, strict: bool
+        self, rtype: ResourceType, key: ObjectKey, old: Body, new: Body, subresource: str | None, options: WriteOptions
     ) -> Body:
         _check_kind(rtype, new)
         if subresource == "status":
@@ -590,7 +631,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             meta.pop(field, None)
             if field in old["metadata"]:
                 meta[field] = old["metadata"][field]
-        obj = self._admit(rtype, new, key, strict=strict)
+        obj = self._admit(rtype, new, key, options)
         if obj == old:
             return old  # a no-op write stores nothing and notifies no one, as in etcd
         added = set(obj["metadata"].get("finalizers", [])) - set(old["metadata"].get("finalizers", []))
@@ -605,12 +646,12 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         if rtype.custom and _spec_of(obj, rtype) != _spec_of(old, rtype):
             obj["metadata"]["generation"] = old["metadata"]["generation"] + 1
         if obj["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers"):
-            return self._remove(rtype, key, obj)
-        return self._commit(rtype, key, obj, "MODIFIED")
+            return self._remove(rtype, key, obj, dry_run=options.dry_run)
+        return self._commit(rtype, key, obj, "MODIFIED", dry_run=options.dry_run)
 
-    def _admit(self, rtype: ResourceType, body: Body, key: ObjectKey, *, strict: bool) -> Body:
+    def _admit(self, rtype: ResourceType, body: Body, key: ObjectKey, options: WriteOptions) -> Body:
         """Prune, default, and validate: what the API server does between decoding and storing.
-        `strict` (the client sent fieldValidation=Strict): an unknown field is refused, not dropped."""
+        `options.strict` (the client sent fieldValidation=Strict): an unknown field is refused, not dropped."""
         obj = copy.deepcopy(body)
         meta = obj["metadata"]
         unknown_meta = sorted(set(meta) - OBJECT_META_FIELDS)
@@ -620,7 +661,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         causes = metadata_causes(meta, dns_label=rtype is NAMESPACES)
         if rtype.schema is not None:
             pruned += rtype.schema.prune(obj)
-        if strict and pruned:
+        if options.strict and pruned:
             unknown = ", ".join(f"unknown field {json.dumps(field)}" for field in pruned)
             message = f"{rtype.kind} in version {json.dumps(rtype.version)} cannot be handled as a {rtype.kind}"
             raise api_error(400, "BadRequest", f"{message}: strict decoding error: {unknown}")
@@ -632,10 +673,15 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             causes += fold_string_data(obj)
         if causes:
             raise self._invalid(rtype, key[2], causes)
-        self.pruned.extend(PrunedField(rtype.plural, key[1], key[2], field) for field in pruned)
+        if not options.dry_run:  # nothing was lost where nothing is stored
+            self.pruned.extend(PrunedField(rtype.plural, key[1], key[2], field, options.user_agent) for field in pruned)
         return obj
 
-    def _commit(self, rtype: ResourceType, key: ObjectKey, obj: Body, change: str) -> Body:
+    def _commit(self, rtype: ResourceType, key: ObjectKey, obj: Body, change: str, *, dry_run: bool = False) -> Body:
+        """Store a write and tell the watches; a dry run answers what would have been stored (with
+        the stored resourceVersion, none for a create) and changes nothing."""
+        if dry_run:
+            return obj
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         if change == "DELETED":
@@ -653,12 +699,8 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         self._changed = asyncio.Event()
         return obj
 
-    def _remove(self, rtype: ResourceType, key: ObjectKey, obj: Body) -> Body:
-        return self._commit(rtype, key, copy.deepcopy(obj), "DELETED")
-
-    def _ensure_namespace(self, name: str) -> None:
-        if self._current((NAMESPACES.ref, None, name)) is None:
-            self._create_object(NAMESPACES, None, {"metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}})
+    def _remove(self, rtype: ResourceType, key: ObjectKey, obj: Body, *, dry_run: bool = False) -> Body:
+        return self._commit(rtype, key, copy.deepcopy(obj), "DELETED", dry_run=dry_run)
 
     def _generate_name(self, rtype: ResourceType, namespace: str | None, prefix: str) -> str:
         while True:
@@ -745,8 +787,24 @@ def _header(request: kmock.Request, name: str) -> str | None:
     return next((value for key, value in request.headers.items() if key.lower() == name.lower()), None)
 
 
-def _strict(request: kmock.Request) -> bool:
-    return request.params.get("fieldValidation") == "Strict"
+def _write_options(request: kmock.Request, kind: str) -> WriteOptions:
+    """The request's options; `kind` names them in the 422 for a dryRun other than All, as the API
+    server's does. A DELETE with a body (kubectl's) carries its options there, not in the query."""
+    if kind == "DeleteOptions" and isinstance(request.data, dict):
+        dry_run = list(request.data.get("dryRun") or [])
+    else:
+        dry_run = request.url.query.getall("dryRun", [])
+    if any(value != "All" for value in dry_run):
+        values = ", ".join(go(value) for value in dry_run)
+        message = f'Unsupported value: []string{{{values}}}: supported values: "All"'
+        cause = Cause("dryRun", "FieldValueNotSupported", message)
+        details = {"name": "", "group": "meta.k8s.io", "kind": kind, "causes": [dataclasses.asdict(cause)]}
+        raise api_error(422, "Invalid", f'{kind}.meta.k8s.io "" is invalid: {cause}', **details)
+    return WriteOptions(
+        strict=request.params.get("fieldValidation") == "Strict",
+        dry_run=bool(dry_run),
+        user_agent=_header(request, "User-Agent") or "",
+    )
 
 
 def _tabular(request: kmock.Request) -> bool:
