@@ -14,6 +14,8 @@ import pytest
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster, KubeApiError
 
 API = "whatsapp.evolution-operator.io/v1alpha1"
+KUBECTL_AGENT = "kubectl/v1.32.4 (linux/amd64) kubernetes/59526cd"  # a user's kubectl
+OPERATOR_AGENT = "kopf/1.37.2"
 INSTANCES = f"/apis/{API}/namespaces/default/whatsappinstances"
 
 
@@ -237,8 +239,25 @@ async def test_undeclared_fields_are_pruned_and_recorded(kube: EmulatedCluster) 
         "whatsappinstances default/maria: spec.nickname",
         "whatsappinstances default/maria: status.lastSeenAlive",
     ]
-    assert kube.violations() == [f"pruned {field}" for field in kube.emulator.pruned]
+    assert kube.violations() == [], "kubectl's pruned fields (these verbs', a user's) are no violation"
+    patch = json.dumps({"spec": {"colour": "blue"}})
+    headers = {"Content-Type": "application/merge-patch+json", "User-Agent": OPERATOR_AGENT}
+    status, _ = await http(kube, "PATCH", f"{INSTANCES}/maria", data=patch, headers=headers)
+    assert status == 200
+    assert kube.violations() == ["pruned whatsappinstances default/maria: spec.colour"], "the operator's are"
     kube.emulator.pruned.clear()
+
+
+async def test_refused_writes_are_violations_from_the_operator_not_from_kubectl(kube: EmulatedCluster) -> None:
+    await kube.create(instance())
+    patch = json.dumps({"spec": {"phoneNumber": "call me"}})
+    for agent in (KUBECTL_AGENT, OPERATOR_AGENT):
+        headers = {"Content-Type": "application/merge-patch+json", "User-Agent": agent}
+        status, _ = await http(kube, "PATCH", f"{INSTANCES}/maria", data=patch, headers=headers)
+        assert status == 422
+    (violation,) = kube.violations()
+    assert violation.startswith("patch whatsappinstances default/maria: spec.phoneNumber: Invalid value")
+    kube.emulator.write_log.clear()
 
 
 async def test_status_is_validated_too(kube: EmulatedCluster) -> None:

@@ -18,6 +18,8 @@ from whatsapp_operator.devkit.kube_emulator.schema import JSON_PATCH, MERGE_PATC
 from whatsapp_operator.devkit.kube_emulator.server import USER_AGENT, StrictKubernetesEmulator
 
 ADMIN, ADMIN_TOKEN = "kubernetes-admin", "token-of-the-emulated-clusters-verbs"
+# Every kubectl's User-Agent starts so: a user's ("kubectl/v1.32.4 (linux/amd64) ...") and these verbs'.
+KUBECTL = "kubectl/"
 
 
 class KubeApiError(Exception):
@@ -82,16 +84,17 @@ class EmulatedCluster:
         return kopf.ConnectionInfo(server=self.url, default_namespace="default")
 
     def violations(self) -> list[str]:
-        """What a real API server would have silently dropped or refused as invalid from anyone but
-        these verbs (a failed JSON-patch `test` is not invalid: kopf retries on it). Tests assert
-        it is empty."""
+        """What a real API server would have silently dropped or refused as invalid from the
+        operator: anyone but kubectl, these verbs' and a user's (a failed JSON-patch `test` is not
+        invalid: kopf retries on it). Tests and the demo's errors assert it is empty."""
         refused = [
             f"{w.verb} {w.plural}{'/' + w.subresource if w.subresource else ''} {w.namespace}/{w.name}: {cause}"
             for w in self.emulator.write_log
-            if not w.user_agent.startswith(USER_AGENT)
+            if not w.user_agent.startswith(KUBECTL)
             for cause in w.refused
         ]
-        return [f"pruned {field}" for field in self.emulator.pruned] + refused
+        pruned = [f"pruned {field}" for field in self.emulator.pruned if not field.user_agent.startswith(KUBECTL)]
+        return pruned + refused
 
     @contextlib.asynccontextmanager
     async def operator(
