@@ -5,21 +5,28 @@ logged out by Evolution (401) two seconds in, driver-carla is stuck connecting u
 logs it out (after 5 s). The tests read what kubectl shows against the
 emulated API server with the project's CRDs and the running operator. They are skipped only where
 no kubectl is installed; CI's `.ci/run` refuses to start without it.
+
+While the scenario plays, the fixture applies an invalid manifest as a user would: the demo's
+summary (read after the play, printed before the hold) must still report no errors.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
+import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,14 +44,16 @@ instances:
   - {name: driver-carla, start: connecting, number: "5531991234567"}
 """
 PHASES = {str(phase) for phase in Phase}
+API = "whatsapp.evolution-operator.io/v1alpha1"
 AGE = re.compile(r"\d+[smhdy](\d+[smhd])?")
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
 
 class Demo:
-    def __init__(self, state: Path, process: subprocess.Popen[str], stderr: Path) -> None:
+    def __init__(self, state: Path, process: subprocess.Popen[str], stderr: Path, summary: dict[str, Any]) -> None:
         self.state, self.process, self.stderr = state, process, stderr
+        self.summary = summary  # the JSON the demo printed before its hold
         self.cache = state.parent / "kubectl-cache"
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -71,13 +80,24 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     command += ["--probe-interval", "5", "--stuck-after", "5", "--state-dir", str(state)]
     with stderr.open("w") as err:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
+    assert process.stdout is not None
     try:
         deadline = time.monotonic() + 90
+        while not (state / "kubeconfig").exists():
+            assert process.poll() is None, stderr.read_text()
+            assert time.monotonic() < deadline, "the demo never wrote its kubeconfig"
+            time.sleep(0.1)
+        user = Demo(state, process, stderr, {})
+        refused = user.kubectl("apply", "-f", "-", stdin=manifest(INVALID["bad phone"][0]), check=False)
+        assert refused.returncode == 1, refused.stderr
+        assert not select.select([process.stdout], [], [], 0)[0], "refused before the summary was read"
         while "holding for" not in stderr.read_text():
             assert process.poll() is None, stderr.read_text()
             assert time.monotonic() < deadline, "the demo never reached its hold"
             time.sleep(0.2)
-        yield Demo(state, process, stderr)
+        assert select.select([process.stdout], [], [], 10)[0], "the JSON is printed before the hold"
+        user.summary = json.loads(process.stdout.readline())
+        yield user
         process.send_signal(signal.SIGINT)  # ends the hold early
         stdout, _ = process.communicate(timeout=60)
     finally:
@@ -85,9 +105,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             process.kill()
             process.wait()
     assert process.returncode == 0, stderr.read_text()
-    assert json.loads(stdout)["errors"] == []
+    assert stdout == "", "one JSON object, printed before the hold"
+    assert user.summary["errors"] == [], "a user's refused kubectl apply is no error of the demo"
     assert not (state / "kubeconfig").exists()
     assert not (state / "endpoints.json").exists()
+
+
+def manifest(spec: str, name: str = "refused") -> str:
+    return f"apiVersion: {API}\nkind: WhatsAppInstance\nmetadata: {{name: {name}}}\n{spec}\n"
 
 
 def table(output: str) -> tuple[list[str], dict[str, list[str]]]:
@@ -105,6 +130,15 @@ def table(output: str) -> tuple[list[str], dict[str, list[str]]]:
 def row(output: str, name: str) -> dict[str, str]:
     header, rows = table(output)
     return dict(zip(header, rows[name], strict=True))
+
+
+def rows(output: str) -> list[dict[str, str]]:
+    """Every row, for tables whose first column is no name (`kubectl get events`)."""
+    header, lines = output.rstrip("\n").splitlines()[0], output.rstrip("\n").splitlines()[1:]
+    starts = [m.start() for m in re.finditer(r"\S+(?: \S+)*", header)]
+    names = [m.group() for m in re.finditer(r"\S+(?: \S+)*", header)]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    return [dict(zip(names, (line[a:b].strip() for a, b in bounds), strict=True)) for line in lines]
 
 
 def test_the_demo_says_how_and_writes_where_everything_is(demo: Demo) -> None:
@@ -168,8 +202,11 @@ def test_get_the_category_lists_both_kinds(demo: Demo) -> None:
     assert "evolutionserver.whatsapp.evolution-operator.io/default" in output
     for name in ("driver-ana", "driver-davi", "driver-carla"):
         assert f"whatsappinstance.whatsapp.evolution-operator.io/{name}" in output
-    server = row(demo.kubectl("get", "evo").stdout, "default")
+    # The heartbeat counts once driver-carla, stuck, was logged out and is pairing again.
+    demo.kubectl("wait", "--for=jsonpath={.status.pairing}=1", "evo/default", "--timeout=60s")
+    server = row(demo.kubectl("get", "evo", "-o", "wide").stdout, "default")
     assert (server["BREAKER"], server["INSTANCES"], server["CONNECTED"]) == ("Closed", "3", "1")
+    assert (server["UNHEALTHY"], server["UNKNOWN"], server["PAIRING"]) == ("1", "0", "1"), "driver-davi, logged out"
 
 
 def test_describe_shows_the_operators_events(demo: Demo) -> None:
@@ -180,16 +217,55 @@ def test_describe_shows_the_operators_events(demo: Demo) -> None:
 
 def test_apply_of_the_examples_validates_on_the_server_and_is_idempotent(demo: Demo) -> None:
     examples = str(ROOT / "manifests" / "examples")
-    demo.kubectl("apply", "-f", "-", stdin="apiVersion: v1\nkind: Namespace\nmetadata: {name: examples}\n")
-    first = demo.kubectl("apply", "-n", "examples", "-f", examples).stdout.splitlines()
+    absent = demo.kubectl("apply", "-n", "examples-twice", "-f", examples, check=False)
+    assert absent.returncode == 1
+    assert 'namespaces "examples-twice" not found' in absent.stderr, "no namespace is made on the way"
+    namespace = demo.kubectl("create", "namespace", "examples-twice", "--dry-run=client", "-o", "yaml").stdout
+    demo.kubectl("apply", "-f", "-", stdin=namespace)
+    first = demo.kubectl("apply", "-n", "examples-twice", "-f", examples).stdout.splitlines()
     assert sorted(first) == [
         "evolutionserver.whatsapp.evolution-operator.io/default created",
         "secret/evolution-api created",
         "whatsappinstance.whatsapp.evolution-operator.io/driver-7f3c9a created",
     ]
-    again = demo.kubectl("apply", "-n", "examples", "-f", examples).stdout
+    again = demo.kubectl("apply", "-n", "examples-twice", "-f", examples).stdout
     assert "evolutionserver.whatsapp.evolution-operator.io/default unchanged" in again
     assert "whatsappinstance.whatsapp.evolution-operator.io/driver-7f3c9a unchanged" in again
+
+
+def readme_kubectl_lines() -> list[str]:
+    """The `kubectl` commands of README.md's "Look around while it runs" block, as written."""
+    section = (ROOT / "README.md").read_text().split("### Look around while it runs", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", "")
+    commands = [re.sub(r"\s+#\s.*$", "", line).strip() for line in block.splitlines()]
+    return [command for command in commands if command.startswith("kubectl ")]
+
+
+def test_the_readmes_kubectl_commands_work_and_leave_the_demo_as_it_was(demo: Demo) -> None:
+    commands = readme_kubectl_lines()
+    assert len(commands) >= 10
+    assert any("apply" in command for command in commands)
+    env = {**os.environ, "KUBECONFIG": str(demo.state / "kubeconfig"), "KUBECACHEDIR": str(demo.cache)}
+    server = json.loads(demo.kubectl("get", "evo", "default", "-o", "json").stdout)
+    instances = demo.kubectl("get", "wai", "-o", "name").stdout
+    for command in commands:
+        shell = ["bash", "-o", "pipefail", "-c", command]
+        if " -w" in command:  # a watch runs until Ctrl-C: its first event is enough
+            with subprocess.Popen(
+                shell, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            ) as watch:
+                assert watch.stdout is not None
+                assert watch.stdout.readline().split()[:1] == ["NAME"], command
+                assert watch.stdout.readline().strip(), command
+                watch.terminate()
+            continue
+        done = subprocess.run(shell, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert (done.returncode, done.stderr) == (0, ""), command
+        assert done.stdout or command.startswith("kubectl diff"), command
+    after = json.loads(demo.kubectl("get", "evo", "default", "-o", "json").stdout)
+    assert after["spec"] == server["spec"], "the demo's EvolutionServer is the demo's still"
+    assert demo.kubectl("get", "wai", "-o", "name").stdout == instances, "the dry-run delete deleted nothing"
+    assert row(demo.kubectl("get", "wai").stdout, "driver-ana")["PHASE"] == "Connected"
 
 
 INVALID = {
@@ -216,9 +292,9 @@ INVALID = {
 @pytest.mark.parametrize("case", sorted(INVALID))
 def test_an_invalid_manifest_is_refused_with_kubectls_message(demo: Demo, case: str) -> None:
     spec, message = INVALID[case]
-    manifest = "apiVersion: whatsapp.evolution-operator.io/v1alpha1\nkind: WhatsAppInstance\n"
-    manifest += f"metadata: {{name: refused}}\n{spec}\n"
-    done = demo.kubectl("apply", "-f", "-", stdin=manifest, check=False)
+    dry = demo.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest(spec), check=False)
+    assert (dry.returncode, message in dry.stderr) == (1, True), "a dry run is validated as a write"
+    done = demo.kubectl("apply", "-f", "-", stdin=manifest(spec), check=False)
     assert done.returncode == 1
     assert message in done.stderr
     assert "refused" not in demo.kubectl("get", "wai", "-o", "name").stdout
@@ -262,3 +338,80 @@ def test_a_typed_create_is_refused_with_what_to_do_instead(demo: Demo) -> None:
     assert done.returncode == 1
     assert "takes JSON, not application/vnd.kubernetes.protobuf: write this object with kubectl apply -f" in done.stderr
     assert "typed" not in demo.kubectl("get", "namespaces", "-o", "name").stdout
+
+
+def test_a_server_dry_run_answers_and_changes_nothing(demo: Demo) -> None:
+    spec = "spec: {driverId: d1, phoneNumber: '+5511987654321'}"
+    created = demo.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest(spec, "dry-one")).stdout
+    assert created == "whatsappinstance.whatsapp.evolution-operator.io/dry-one created (server dry run)\n"
+    assert "dry-one" not in demo.kubectl("get", "wai", "-o", "name").stdout
+    deleted = demo.kubectl("delete", "wai", "driver-davi", "--dry-run=server").stdout
+    assert deleted == 'whatsappinstance.whatsapp.evolution-operator.io "driver-davi" deleted (server dry run)\n'
+    assert row(demo.kubectl("get", "wai").stdout, "driver-davi")["PHASE"] == "LoggedOut"
+
+
+def test_diff_shows_a_change_and_leaves_the_live_object_alone(demo: Demo) -> None:
+    changed = manifest(
+        "spec: {driverId: driver-ana, phoneNumber: '+5511987654321', driverName: Ana Diffed}", "driver-ana"
+    )
+    done = demo.kubectl("diff", "-f", "-", stdin=changed, check=False)
+    assert done.returncode == 1, done.stderr  # kubectl diff: 1 means "there are differences"
+    assert re.search(r"^-\s+driverName: Driver driver-ana$", done.stdout, re.M), done.stdout
+    assert re.search(r"^\+\s+driverName: Ana Diffed$", done.stdout, re.M), done.stdout
+    live = demo.kubectl("get", "wai", "driver-ana", "-o", "jsonpath={.spec.driverName}").stdout
+    assert live == "Driver driver-ana"
+
+
+def test_builtin_kinds_print_the_api_servers_columns(demo: Demo) -> None:
+    namespaces = demo.kubectl("get", "ns").stdout
+    assert table(namespaces)[0] == ["NAME", "STATUS", "AGE"]
+    assert row(namespaces, "default")["STATUS"] == "Active"
+    secrets = demo.kubectl("get", "secrets").stdout
+    assert table(secrets)[0] == ["NAME", "TYPE", "DATA", "AGE"]
+    assert (row(secrets, "status-api")["TYPE"], row(secrets, "status-api")["DATA"]) == ("Opaque", "1")
+    configmap = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: printed}\ndata: {a: '1', b: '2'}\nbinaryData: {c: AA==}\n"
+    )
+    demo.kubectl("apply", "-f", "-", stdin=configmap)
+    configmaps = demo.kubectl("get", "cm").stdout
+    assert table(configmaps)[0] == ["NAME", "DATA", "AGE"]
+    assert row(configmaps, "printed")["DATA"] == "3"
+
+
+def test_get_events_prints_the_api_servers_columns(demo: Demo) -> None:
+    (logged_out,) = (e for e in rows(demo.kubectl("get", "events").stdout) if e["REASON"] == "LoggedOut")
+    assert list(logged_out) == ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert (logged_out["TYPE"], logged_out["OBJECT"]) == ("Warning", "whatsappinstance/driver-davi")
+    assert AGE.fullmatch(logged_out["LAST SEEN"])
+    (wide,) = (e for e in rows(demo.kubectl("get", "events", "-o", "wide").stdout) if e["REASON"] == "LoggedOut")
+    assert list(wide) == [
+        "LAST SEEN",
+        "TYPE",
+        "REASON",
+        "OBJECT",
+        "SUBOBJECT",
+        "SOURCE",
+        "MESSAGE",
+        "FIRST SEEN",
+        "COUNT",
+        "NAME",
+    ]
+    assert (wide["SUBOBJECT"], wide["SOURCE"], wide["COUNT"]) == ("", f"whatsapp-operator, {socket.gethostname()}", "1")
+    assert AGE.fullmatch(wide["FIRST SEEN"])
+    assert wide["NAME"] in demo.kubectl("get", "events", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+
+
+def test_version_is_the_one_the_project_targets(demo: Demo) -> None:
+    server = json.loads(demo.kubectl("version", "-o", "json").stdout)["serverVersion"]  # no skew warning either
+    assert (server["major"], server["minor"], server["gitVersion"]) == ("1", "32", "v1.32.0")
+
+
+def test_what_is_not_served_is_refused_as_an_api_server_would(demo: Demo) -> None:
+    raw = demo.kubectl("get", "--raw", "/openapi/v2", check=False)
+    assert raw.returncode == 1
+    assert raw.stderr == "Error from server (NotFound): the server could not find the requested resource\n"
+    spec = "spec: {driverId: d1, phoneNumber: '+5511987654321'}"
+    applied = demo.kubectl("apply", "--server-side", "-f", "-", stdin=manifest(spec, "server-side"), check=False)
+    assert applied.returncode == 1
+    assert "server-side apply (application/apply-patch+yaml) is not served by the emulated API server" in applied.stderr
+    assert "use client-side kubectl apply" in applied.stderr
