@@ -66,11 +66,22 @@ def run_demo(tmp_path: Path, scenario: str, duration: float) -> dict[str, Any]:
     command = [*DEMO, "--scenario", str(path), "--duration", str(duration), "--json", *FAST]
     done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=False)
     assert done.returncode == 0, done.stderr
+    state = state_dir_named(done.stderr)
+    assert state.parent == Path(tempfile.gettempdir()), "without --state-dir, a temporary directory"
+    assert not state.exists(), "removed at the end"
     assert done.stdout.count("\n") == 1, "stdout is one JSON object on one line, nothing else"
     summary = json.loads(done.stdout)
     assert isinstance(summary, dict)
     assert not PAIRING_CODE.search(done.stdout + done.stderr), "a pairing code was printed"
     return summary
+
+
+def state_dir_named(stderr: str) -> Path:
+    """The state directory the demo's first line names (`... kubectl --kubeconfig DIR/kubeconfig get wai`)."""
+    first = stderr.splitlines()[0]
+    match = re.fullmatch(r"demo: look around while it runs: kubectl --kubeconfig (\S+)/kubeconfig get wai", first)
+    assert match, first
+    return Path(match[1])
 
 
 def db_status_of(phases: dict[str, int]) -> dict[str, int]:
@@ -204,6 +215,8 @@ def test_ctrl_c_stops_and_removes_everything(tmp_path: Path, short_tmpdir: Path)
             time.sleep(0.2)
         assert postgres_processes(temp), "Postgres runs with its data under $TMPDIR"
         assert list(temp.glob("whatsapp-operator-pg-*"))
+        state = state_dir_named(stderr.read_text())
+        assert (state.parent, (state / "kubeconfig").exists()) == (temp, True), "a temporary state directory"
         process.send_signal(signal.SIGINT)
         stdout, _ = process.communicate(timeout=60)
     finally:
@@ -216,6 +229,7 @@ def test_ctrl_c_stops_and_removes_everything(tmp_path: Path, short_tmpdir: Path)
     assert not postgres_processes(temp), "Postgres was stopped"
     # (the wheel keeps its lock file in runtime-0/ there, shared by every embedded server)
     assert list(temp.glob("whatsapp-operator-pg-*")) == [], "its data directory was removed"
+    assert not state.exists(), "and the state directory it made"
 
 
 @pytest.mark.parametrize(
