@@ -533,3 +533,22 @@ async def test_the_version_is_the_one_the_project_targets(kube: EmulatedCluster)
     assert (version["major"], version["minor"], version["gitVersion"]) == ("1", "32", "v1.32.0")
     _, document = await http(kube, "GET", f"/openapi/v3/apis/{API}")
     assert document["info"]["version"] == version["gitVersion"]
+
+
+@pytest.mark.parametrize(
+    ("validation", "warning"),
+    [
+        (None, '299 - "unknown field \\"spec.colour\\""'),
+        ("Warn", '299 - "unknown field \\"spec.colour\\""'),
+        ("Ignore", None),
+    ],
+)
+async def test_an_unknown_field_is_dropped_with_a_warning_unless_ignored(
+    kube: EmulatedCluster, validation: str | None, warning: str | None
+) -> None:
+    params = {"fieldValidation": validation} if validation else {}
+    async with kube._server.client.post(INSTANCES, params=params, json=instance(colour="blue")) as response:
+        assert response.status == 201
+        assert response.headers.get("Warning") == warning
+        assert "colour" not in (await response.json())["spec"]
+    kube.emulator.pruned.clear()

@@ -415,3 +415,11 @@ def test_what_is_not_served_is_refused_as_an_api_server_would(demo: Demo) -> Non
     assert applied.returncode == 1
     assert "server-side apply (application/apply-patch+yaml) is not served by the emulated API server" in applied.stderr
     assert "use client-side kubectl apply" in applied.stderr
+
+
+def test_validate_warn_drops_an_unknown_field_with_the_api_servers_warning(demo: Demo) -> None:
+    spec = "spec: {driverId: d1, phoneNumber: '+5511987654321', colour: blue}"
+    warned = demo.kubectl("apply", "--validate=warn", "--dry-run=server", "-f", "-", stdin=manifest(spec), check=False)
+    assert warned.returncode == 0, warned.stderr
+    assert warned.stderr == 'Warning: unknown field "spec.colour"\n'
+    assert warned.stdout == "whatsappinstance.whatsapp.evolution-operator.io/refused created (server dry run)\n"

@@ -24,7 +24,8 @@ does on every write what a real API server does:
   the CRD's printer columns evaluated and typed like the API server's (ages for `date` columns,
   priority-1 columns for `-o wide`); `/openapi/v3` documents that say every kind takes
   `fieldValidation`, so kubectl validates on the server; `fieldValidation=Strict` refuses unknown
-  fields (400, "strict decoding error: unknown field ...") where others are pruned; the built-in
+  fields (400, "strict decoding error: unknown field ...") where others are pruned, with the API
+  server's `Warning: 299 - "unknown field ..."` header unless fieldValidation=Ignore; the built-in
   kinds' columns computed as the API server's Go printers compute them (`printing.Column.compute`);
 - dry runs (`dryRun=All`, in the query or a DELETE's body): admitted and answered like the write,
   stored nowhere, no resourceVersion spent, no watch event; any other value is the API server's 422;
@@ -43,7 +44,7 @@ Not emulated: server-side apply (a 415 that says to apply client-side) and strat
 custom resources (415, as on a real server), garbage collection of owned objects, admission
 webhooks, authentication other than bearer tokens, RBAC itself (tests check the audit log against
 the rules), `/openapi/v2` (kubectl falls back from it), aggregated discovery (kubectl falls back to
-the per-group documents), and the `Warning` header for dropped fields.
+the per-group documents).
 
 Test and demo tooling: nothing in the operator imports this package.
 """

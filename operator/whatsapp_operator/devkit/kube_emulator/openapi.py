@@ -35,7 +35,8 @@ KUBERNETES_VERSION = {
 # merge patch, and a built-in kind's from its own types, without needing their full schemas here.
 PATCHES = (JSON_PATCH, MERGE_PATCH)
 _QUERY = {
-    "fieldValidation": "Strict: unknown or duplicate fields are an error; Warn or Ignore: they are dropped.",
+    "fieldValidation": "Strict: unknown fields are an error; Warn (the default): they are dropped, with a"
+    " Warning header each; Ignore: they are dropped.",
     "fieldManager": "The actor making the change (kubectl sends its own).",
     "pretty": "Accepted and ignored.",
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import contextvars
 import copy
 import dataclasses
 import json
@@ -67,11 +68,16 @@ class WriteOptions:
     UpdateOptions and DeleteOptions carry it."""
 
     strict: bool = False  # fieldValidation=Strict: an unknown field is refused, not dropped
+    warn: bool = False  # fieldValidation=Warn or none: an unknown field is dropped with a Warning header
     dry_run: bool = False  # dryRun=All: admitted and answered as a real write, stored nowhere
     user_agent: str = ""  # who wrote, for the record of pruned fields
 
 
 PLAIN_WRITE = WriteOptions()  # the emulator's own writes (CRDs, the default namespace)
+
+# The warnings of the request being served, which its response sends as Warning headers; a context
+# variable because they arise deep in the write path, whose callers answer with the object alone.
+_WARNINGS: contextvars.ContextVar[list[str]] = contextvars.ContextVar("warnings")
 
 
 @attrs.define(kw_only=True)
@@ -406,8 +412,16 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         self._requests.remove(request)
         status = 201 if request.action == kmock.action.CREATE else None
         # A watch is a stream of JSON documents, and kubectl decodes it only when it says so.
-        headers = {"Content-Type": "application/json"} if request.action == kmock.action.WATCH else None
-        return await kmock.Response(status=status, payload=await serve(request), headers=headers)(request)
+        headers = {"Content-Type": "application/json"} if request.action == kmock.action.WATCH else {}
+        warnings: list[str] = []
+        served = _WARNINGS.set(warnings)
+        try:
+            payload = await serve(request)
+        finally:
+            _WARNINGS.reset(served)
+        if warnings:  # one header of comma-separated values, which client-go reads as several
+            headers["Warning"] = ", ".join(f"299 - {json.dumps(warning)}" for warning in warnings)
+        return await kmock.Response(status=status, payload=payload, headers=headers)(request)
 
     async def _serve_fetch(self, request: kmock.Request) -> Body:
         rtype, _, obj = self._target(request)
@@ -665,6 +679,8 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             unknown = ", ".join(f"unknown field {json.dumps(field)}" for field in pruned)
             message = f"{rtype.kind} in version {json.dumps(rtype.version)} cannot be handled as a {rtype.kind}"
             raise api_error(400, "BadRequest", f"{message}: strict decoding error: {unknown}")
+        if options.warn:
+            _WARNINGS.get([]).extend(f"unknown field {json.dumps(field)}" for field in pruned)
         if rtype.schema is not None:
             rtype.schema.default(obj)
             causes += rtype.schema.validate(obj)
@@ -802,6 +818,7 @@ def _write_options(request: kmock.Request, kind: str) -> WriteOptions:
         raise api_error(422, "Invalid", f'{kind}.meta.k8s.io "" is invalid: {cause}', **details)
     return WriteOptions(
         strict=request.params.get("fieldValidation") == "Strict",
+        warn=request.params.get("fieldValidation", "Warn") in ("", "Warn"),  # the default since 1.23
         dry_run=bool(dry_run),
         user_agent=_header(request, "User-Agent") or "",
     )
