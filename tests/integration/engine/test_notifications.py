@@ -19,6 +19,7 @@ import standardwebhooks
 from psycopg.rows import dict_row
 
 from tests.support.operator_harness import (
+    IssuedCodes,
     backends,
     environment,
     instance_manifest,
@@ -104,26 +105,39 @@ async def test_a_logout_notifies_once_on_each_channel(pg_url: str) -> None:
 
 
 async def test_an_instance_never_connected_is_not_notified_and_a_stuck_one_is_once(pg_url: str) -> None:
-    async with environment(database_url=pg_url, notifier=notifier_spec(SENDER)) as (kube, sim, _):
-        sim.add_instance(SENDER, "open")
-        sim.add_instance("never", "pairing", number="5511911111111")
-        await kube.create(instance_manifest("never", phone="+5511911111111"))
-        await wait_phase(kube, "never", "Pairing")
-        sim.act("never", "disconnect", 401)
-        await wait_phase(kube, "never", "LoggedOut")
+    async with WebhookSink() as sink:
+        spec = notifier_spec(SENDER, f"{sink.url}/whatsapp-events")
+        async with environment(database_url=pg_url, callback_secret=CALLBACK_SECRET, notifier=spec) as (kube, sim, _):
+            codes = IssuedCodes(sim)
+            sim.add_instance(SENDER, "open")
+            sim.add_instance("never", "pairing", number="5511911111111")
+            await kube.create(instance_manifest("never", phone="+5511911111111"))
+            await wait_phase(kube, "never", "Pairing")
+            sim.act("never", "disconnect", 401)
+            await wait_phase(kube, "never", "LoggedOut")
 
-        await connected(kube, sim, "stuck")
-        sim.act("stuck", "stick")  # connecting without a code: the operator logs it out after 30 s
-        await wait_event(kube, "stuck", "ForcedLogout", within=120)
-        await eventually(lambda: len(texts(sim)) == 1, within=60)
-        await asyncio.sleep(600)
+            await connected(kube, sim, "stuck")
+            sim.act("stuck", "stick")  # connecting without a code: the operator logs it out after 30 s
+            await wait_event(kube, "stuck", "ForcedLogout", within=120)
+            await wait_phase(kube, "stuck", "Pairing")  # with a fresh code
+            await eventually(lambda: len(texts(sim)) == 1 and len(sink.posts) == 1, within=60)
+            await asyncio.sleep(600)
 
-    assert len(texts(sim)) == 1
-    assert not texts(sim, "+5511911111111")
+    (text,) = texts(sim)
+    assert "pareie o WhatsApp novamente" in text.text, "a forced logout ended the session: pair again"
     assert [(r["name"], r["kind"], r["channel"], r["state"]) for r in outbox(pg_url)] == [
-        ("stuck", "disconnected", "event", "delivered"),
-        ("stuck", "disconnected", "whatsapp", "delivered"),
+        ("stuck", "logged_out", "callback", "delivered"),
+        ("stuck", "logged_out", "event", "delivered"),
+        ("stuck", "logged_out", "whatsapp", "delivered"),
     ]
+    assert [post.body["type"] for post in sink.posts] == ["whatsapp.logged_out"]
+    assert not texts(sim, "+5511911111111")
+    # Credentials stay out of every channel: the codes the simulator issued (the fresh pairing's too).
+    assert codes.pairing_codes("stuck"), "the forced logout ended in a fresh pairing code"
+    events = kube.emulator.events(reason="DriverNotified")
+    said = [m.text for m in sim.messages] + [e["message"] for e in events] + [p.raw.decode() for p in sink.posts]
+    assert len(events) == 1
+    assert not [secret for secret in codes.secrets() for words in said if secret in words]
 
 
 async def test_a_sender_not_connected_delays_the_message_without_losing_or_repeating_it(pg_url: str) -> None:
