@@ -102,6 +102,7 @@ async def test_a_logout_notifies_once_on_each_channel(pg_url: str) -> None:
     status = obj["status"]
     assert status["notifyKind"] == "logged_out"
     assert status["lastNotifiedTime"] >= status["notifyDecisionTime"]
+    assert payload["occurredAt"] == status["notifyDecisionTime"], "the callback says when the link broke"
 
 
 async def test_an_instance_never_connected_is_not_notified_and_a_stuck_one_is_once(pg_url: str) -> None:
