@@ -361,3 +361,24 @@ async def test_a_number_not_on_whatsapp_fails_at_once_and_a_failing_evolution_en
 
 def states(url: str) -> set[tuple[str, str, str]]:
     return {(r["name"], r["channel"], r["state"]) for r in outbox(url)}
+
+
+async def test_without_a_database_a_restarted_operators_event_is_not_taken_for_an_earlier_one() -> None:
+    async with backends(notifier=notifier_spec(SENDER)) as (kube, sim):
+        sim.add_instance(SENDER, "open")
+        async with running(operator_runtime(kube, notify_cooldown=60)):
+            await connected(kube, sim, "driver-g")
+            sim.act("driver-g", "disconnect", 401)
+            await wait_event(kube, "driver-g", "DriverNotified", within=60)
+        async with running(operator_runtime(kube, notify_cooldown=60)):
+            # This run's clock starts from real time, behind the first run's fast-forwarded one: let
+            # it pass the first run's decision before the driver's next episode.
+            await asyncio.sleep(600)
+            sim.instances["driver-g"].begin("open")
+            await wait_phase(kube, "driver-g", "Connected")
+            sim.act("driver-g", "disconnect", 401)
+            await eventually(lambda: len(texts(sim)) == 2, within=60)
+            await asyncio.sleep(60)
+
+    # The memory outbox numbered both notifications 1; their Events are still two.
+    assert len(kube.emulator.events(name="driver-g", reason="DriverNotified")) == 2
