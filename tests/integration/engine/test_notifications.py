@@ -3,14 +3,19 @@ real embedded Postgres (looptime, as test_operator_database.py explains), and a 
 
 Each notification goes out once per disconnection episode on each channel: a WhatsApp text from the
 sender instance (the simulator's sent messages), a DriverNotified Event, a signed callback that the
-`standardwebhooks` package verifies.
+`standardwebhooks` package verifies. One test runs `whatsapp-operator run` as a process, to SIGKILL it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -357,6 +362,64 @@ async def test_a_number_not_on_whatsapp_fails_at_once_and_a_failing_evolution_en
     assert dead["last_error"].startswith("sendText: ")
     assert rows["unlucky", "event"]["state"] == "delivered", "the other channels are not held back"
     assert not texts(sim, "+5511933334444")
+
+
+@contextlib.asynccontextmanager
+async def operator_process(kube: EmulatedCluster, database_url: str, log: Path) -> AsyncIterator[None]:
+    """`whatsapp-operator run` in a process of its own, SIGKILLed when the block ends: no cleanup
+    handler runs, so what it held only in memory (the mirror's queue) is lost as in a crash."""
+    command = [sys.executable, "-m", "whatsapp_operator", "run", "--log-format", "plain", "--liveness", "off"]
+    command += ["--kube-server", kube.url, "--database-url", database_url]
+    command += ["--webhook-listen", "off", "--metrics-listen", "off"]
+    env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+    with log.open("ab") as output:
+        process = await asyncio.create_subprocess_exec(*command, env=env, stdout=output, stderr=output)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+@pytest.mark.looptime(False)  # real time: a real process, and Postgres stops for real
+async def test_an_operator_killed_before_the_outbox_row_and_after_it_delivers_once(
+    pg_stoppable: StoppableDatabase, tmp_path: Path
+) -> None:
+    url, log, other = pg_stoppable.url, tmp_path / "operator.log", "+5521998765432"
+    async with WebhookSink() as sink, backends(
+        CALLBACK_SECRET, notifier=notifier_spec(SENDER, f"{sink.url}/whatsapp-events"), probe={"intervalSeconds": 5}
+    ) as (kube, sim):
+        sim.add_instance(SENDER, "open")
+        async with operator_process(kube, url, log):
+            await connected(kube, sim, "driver-m")
+            await connected(kube, sim, "driver-k", phone=other)
+            # driver-m: its row is written, its Event and callback delivered; the text waits for the sender.
+            sim.act(SENDER, "disconnect", 401)
+            sim.act("driver-m", "disconnect", 401)
+            waiting = {("callback", "delivered"), ("event", "delivered"), ("whatsapp", "pending")}
+            await eventually(lambda: {(r["channel"], r["state"]) for r in outbox(url)} == waiting, within=30)
+            # driver-k: decided while Postgres is down, so its row is only in the mirror's queue.
+            await asyncio.to_thread(pg_stoppable.server.stop)
+            sim.act("driver-k", "disconnect", 401)
+            obj = await wait_phase(kube, "driver-k", "LoggedOut", within=30)
+            assert obj["status"]["notifyKind"] == "logged_out", "the decision is in .status"
+        await asyncio.to_thread(pg_stoppable.server.start)
+        assert not sim.messages
+        async with operator_process(kube, url, log):
+            await eventually(lambda: len(outbox(url)) == 6 and len(sink.posts) == 2, within=30)
+            sim.instances[SENDER].begin("open")
+            await eventually(lambda: {r["state"] for r in outbox(url)} == {"delivered"}, within=45)
+            await asyncio.sleep(3)
+
+    assert "Traceback" not in log.read_text(), log.read_text()
+    assert len(texts(sim)) == len(texts(sim, other)) == 1
+    assert sorted(post.body["instance"] for post in sink.posts) == ["driver-k", "driver-m"]
+    for name in ("driver-k", "driver-m"):
+        assert len(kube.emulator.events(name=name, reason="DriverNotified")) == 1
+    assert sorted((r["name"], r["channel"]) for r in outbox(url)) == [
+        (name, channel) for name in ("driver-k", "driver-m") for channel in ("callback", "event", "whatsapp")
+    ]
 
 
 def states(url: str) -> set[tuple[str, str, str]]:
