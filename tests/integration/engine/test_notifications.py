@@ -30,9 +30,11 @@ from tests.support.operator_harness import (
     instance_manifest,
     operator_runtime,
     wait_event,
+    wait_instance,
     wait_phase,
 )
 from tests.support.pg import StoppableDatabase, eventually
+from whatsapp_operator.core.phone import normalize_phone
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 from whatsapp_operator.devkit.manifests import notifier_spec
 from whatsapp_operator.devkit.simulator import Simulator
@@ -62,7 +64,7 @@ def texts(sim: Simulator, number: str = PHONE) -> list[Any]:
 
 
 async def connected(kube: EmulatedCluster, sim: Simulator, name: str, phone: str = PHONE) -> None:
-    sim.add_instance(name, "open", number=phone.lstrip("+"))
+    sim.add_instance(name, "open", number=normalize_phone(phone).lstrip("+"))
     await kube.create(instance_manifest(name, phone=phone, driverName="Maria Souza"))
     await wait_phase(kube, name, "Connected")
 
@@ -174,6 +176,41 @@ async def test_a_sender_not_connected_delays_the_message_without_losing_or_repea
     assert reasons.count("SenderConnected") == 1
     (whatsapp,) = [r for r in outbox(pg_url) if r["channel"] == "whatsapp"]
     assert (whatsapp["state"], whatsapp["attempts"]) == ("delivered", 1), "waiting for the sender is no attempt"
+
+
+async def test_last_notified_time_waits_for_a_channel_to_deliver() -> None:
+    async with WebhookSink(default=503) as sink:  # the application does not take the callback
+        spec = notifier_spec(SENDER, f"{sink.url}/whatsapp-events")
+        async with environment(callback_secret=CALLBACK_SECRET, notifier=spec) as (kube, sim, _):
+            refusing = True  # the API server refuses Events for now
+            kube.emulator["post", kube.emulator.resource("", "v1", "events")][lambda: refusing] << 503
+            sender = sim.add_instance(SENDER, "close")
+            await connected(kube, sim, "driver-n")
+            sim.act("driver-n", "disconnect", 401)
+            await wait_phase(kube, "driver-n", "LoggedOut")
+            await eventually(lambda: len(sink.posts) >= 3, within=600)  # the callback was retried
+            waiting = kube.emulator.read("whatsappinstances", "driver-n")
+            refusing = False
+            done = await wait_instance(kube, "driver-n", lambda o: "lastNotifiedTime" in o["status"], within=600)
+            sender.begin("open")
+            await eventually(lambda: len(texts(sim)) == 1, within=120)
+
+    assert waiting is not None
+    assert waiting["status"]["notifyKind"] == "logged_out"
+    assert "notifyDecisionTime" in waiting["status"]
+    assert "lastNotifiedTime" not in waiting["status"], "decided, but no channel delivered yet"
+    assert done["status"]["lastNotifiedTime"] > done["status"]["notifyDecisionTime"], "when the Event went out"
+    assert len(kube.emulator.events(name="driver-n", reason="DriverNotified")) == 1
+
+
+async def test_the_text_goes_to_the_normalised_number_of_a_national_format_spec() -> None:
+    async with environment(notifier=notifier_spec(SENDER)) as (kube, sim, _):
+        sim.add_instance(SENDER, "open")
+        await connected(kube, sim, "driver-p", phone="(11) 98765-4321")  # as docs/phone-numbers.md accepts
+        sim.act("driver-p", "disconnect", 401)
+        await eventually(lambda: len(sim.messages) == 1, within=120)
+
+    assert [(m.instance, m.number) for m in sim.messages] == [(SENDER, "5511987654321")]
 
 
 async def test_a_restart_between_the_outbox_row_and_the_delivery_delivers_once(pg_url: str) -> None:
