@@ -34,6 +34,7 @@ from tests.support.operator_harness import (
     wait_phase,
 )
 from tests.support.pg import StoppableDatabase, eventually
+from whatsapp_operator.cli import main
 from whatsapp_operator.core.phone import normalize_phone
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 from whatsapp_operator.devkit.manifests import notifier_spec
@@ -366,7 +367,7 @@ async def test_a_server_that_asks_for_it_tells_the_driver_once_that_the_link_is_
     ]
 
 
-async def test_a_number_not_on_whatsapp_fails_at_once_and_a_failing_evolution_ends_dead(pg_url: str) -> None:
+async def test_a_number_not_on_whatsapp_fails_at_once_and_a_dead_text_is_sent_once_when_replayed(pg_url: str) -> None:
     async with backends(notifier=notifier_spec(SENDER)) as (kube, sim):
         sim.add_instance(SENDER, "open")
         config = Config(
@@ -386,8 +387,21 @@ async def test_a_number_not_on_whatsapp_fails_at_once_and_a_failing_evolution_en
             sim.add_fault("errors", None, rate=1, status=503, path="/message/sendText")
             sim.act("unlucky", "disconnect", 401)
             await asyncio.sleep(900)  # past the 10-minute deadline
+            rows = {(r["name"], r["channel"]): r for r in outbox(pg_url)}
+            # Evolution is back: the operator's people replay the dead text, the running operator sends it.
+            sim.clear_faults()
+            replay = ["notifications", "--database-url", pg_url, "replay", "--all-dead"]
+            assert await asyncio.to_thread(main, replay) == 0
+            await eventually(lambda: len(texts(sim, "+5511933334444")) == 1, within=60)
+            await asyncio.sleep(300)
 
-    rows = {(r["name"], r["channel"]): r for r in outbox(pg_url)}
+    assert len(texts(sim, "+5511933334444")) == 1, "the replayed text is sent once"
+    assert states(pg_url) == {
+        ("no-account", "event", "delivered"),
+        ("no-account", "whatsapp", "failed"),  # refused for good: not replayed
+        ("unlucky", "event", "delivered"),
+        ("unlucky", "whatsapp", "delivered"),
+    }
     failed, dead = rows["no-account", "whatsapp"], rows["unlucky", "whatsapp"]
     assert (failed["state"], failed["attempts"], failed["last_error"]) == (
         "failed",
@@ -398,7 +412,6 @@ async def test_a_number_not_on_whatsapp_fails_at_once_and_a_failing_evolution_en
     assert dead["attempts"] >= 4, "retried with backoff until the deadline"
     assert dead["last_error"].startswith("sendText: ")
     assert rows["unlucky", "event"]["state"] == "delivered", "the other channels are not held back"
-    assert not texts(sim, "+5511933334444")
 
 
 @contextlib.asynccontextmanager
