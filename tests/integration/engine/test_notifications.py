@@ -33,9 +33,10 @@ from tests.support.operator_harness import (
     wait_instance,
     wait_phase,
 )
-from tests.support.pg import StoppableDatabase, eventually
+from tests.support.pg import StoppableDatabase, eventually, query
 from whatsapp_operator.cli import main
 from whatsapp_operator.core.phone import normalize_phone
+from whatsapp_operator.core.status import rfc3339
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 from whatsapp_operator.devkit.manifests import notifier_spec
 from whatsapp_operator.devkit.simulator import Simulator
@@ -54,7 +55,8 @@ PHONE = "+5511987654321"
 def outbox(url: str) -> list[dict[str, Any]]:
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         return conn.execute(
-            "SELECT n.name, n.kind, n.episode, d.channel, d.state, d.attempts, d.last_error, d.delivered_at"
+            "SELECT n.name, n.kind, n.episode, n.decided_at,"
+            " d.channel, d.state, d.attempts, d.last_error, d.delivered_at"
             " FROM whatsapp_operator.notifications n JOIN whatsapp_operator.notification_deliveries d"
             " ON d.notification_id = n.id ORDER BY n.id, d.channel"
         ).fetchall()
@@ -365,6 +367,29 @@ async def test_a_server_that_asks_for_it_tells_the_driver_once_that_the_link_is_
         ("reconnected", "event", "delivered"),
         ("reconnected", "whatsapp", "delivered"),
     ]
+
+
+async def test_a_reconnected_message_rebuilt_at_a_restart_keeps_the_time_it_was_decided(pg_url: str) -> None:
+    async with backends(notifier=notifier_spec(SENDER) | {"reconnected": True}) as (kube, sim):
+        sim.add_instance(SENDER, "open")
+        async with running(operator_runtime(kube, pg_url)):
+            await connected(kube, sim, "driver-r")
+            sim.act("driver-r", "disconnect", 401)
+            await wait_phase(kube, "driver-r", "LoggedOut")
+            await asyncio.sleep(120)
+            sim.instances["driver-r"].begin("open")
+            await eventually(lambda: len(texts(sim)) == 2, within=120)
+        # As if the operator had stopped before the "reconnected" row was written: `.status` holds it.
+        query(pg_url, "DELETE FROM whatsapp_operator.notifications WHERE kind = 'reconnected'")
+        async with running(operator_runtime(kube, pg_url)):
+            await eventually(lambda: [r["kind"] for r in outbox(pg_url)].count("reconnected") == 2, within=60)
+        obj = kube.emulator.read("whatsappinstances", "driver-r")
+
+    assert obj is not None
+    status = obj["status"]
+    (decided,) = {rfc3339(r["decided_at"]) for r in outbox(pg_url) if r["kind"] == "reconnected"}
+    assert decided == status["lastConnectedTime"], "when the link came back"
+    assert decided != status["notifyDecisionTime"], "not the disconnection's time"
 
 
 async def test_a_number_not_on_whatsapp_fails_at_once_and_a_dead_text_is_sent_once_when_replayed(pg_url: str) -> None:
