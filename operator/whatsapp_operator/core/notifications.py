@@ -149,7 +149,8 @@ def event_name(notification: Notification) -> str:
     not from an outbox id: memory ids start again at 1 after a restart, and a new Event named like
     an old one would be refused (409) and taken for delivered. A repeat of one notification is that
     harmless 409."""
-    key = f"{notification.instance_uid}/{notification.episode.isoformat()}/{notification.kind}"
+    # The episode as an instant: Postgres may hand it back in its session's time zone.
+    key = f"{notification.instance_uid}/{notification.episode.timestamp()}/{notification.kind}"
     return f"{notification.name}.notified-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
