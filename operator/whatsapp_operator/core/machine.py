@@ -231,7 +231,8 @@ def _remediate(
         ForceLogout(),
         Event("Warning", "ForcedLogout", f"{why}; logged out for a fresh pairing"),
     ]
-    state, notify = _end_episode(state, now, policy, "disconnected")
+    # The operator ended the session: the driver must pair again, as after a LoggedOut.
+    state, notify = _end_episode(state, now, policy, "logged_out")
     return state, [*actions, *notify], now + policy.stuck_after
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import hashlib
 from collections.abc import Mapping
 
 CHANNELS = ("whatsapp", "event", "callback")
@@ -141,6 +142,16 @@ def message(notification: Notification, texts: Mapping[str, str] = MESSAGES) -> 
     name = notification.driver_name.strip().split(" ")[0] if notification.driver_name.strip() else ""
     greeting = f"Olá, {name}," if name else "Olá,"
     return texts[notification.kind].format(greeting=greeting, name=name)
+
+
+def event_name(notification: Notification) -> str:
+    """The DriverNotified Event's name, from what names the notification (instance uid, episode, kind),
+    not from an outbox id: memory ids start again at 1 after a restart, and a new Event named like
+    an old one would be refused (409) and taken for delivered. A repeat of one notification is that
+    harmless 409."""
+    # The episode as an instant: Postgres may hand it back in its session's time zone.
+    key = f"{notification.instance_uid}/{notification.episode.timestamp()}/{notification.kind}"
+    return f"{notification.name}.notified-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def event_message(notification: Notification) -> str:

@@ -3,8 +3,9 @@
 - `whatsapp`: a text from the EvolutionServer's sender instance (never the driver's own) to the
   driver's number. A sender that is not `open` is no attempt: the message waits (`Wait`) and the
   server's SenderReady condition says why. A number not on WhatsApp fails at once.
-- `event`: a Warning Event `DriverNotified` on the WhatsAppInstance, named after the notification, so
-  a repeated attempt whose first answer was lost finds it there (409) and counts it delivered.
+- `event`: a Warning Event `DriverNotified` on the WhatsAppInstance, named after the notification
+  (`event_name`), so a repeated attempt whose first answer was lost finds it there (409) and counts
+  it delivered.
 - `callback`: the application's signed POST (`callbacks`).
 """
 
@@ -27,6 +28,7 @@ from whatsapp_operator.core.notifications import (
     Retry,
     Wait,
     event_message,
+    event_name,
     message,
     templates,
 )
@@ -120,7 +122,7 @@ class Channels:
                 type="Normal" if n.kind == "reconnected" else "Warning",
                 reason="DriverNotified",
                 message=event_message(n),
-                name=f"{n.name}.notified-{delivery.id}",
+                name=event_name(n),
             )
         except KubeError as exc:
             if exc.status != 409:  # 409: an earlier attempt stored it

@@ -58,13 +58,16 @@ class MemoryOutbox:
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
-        self._episodes: set[tuple[str, datetime.datetime]] = set()
+        self._episodes: set[tuple[str, datetime.datetime, bool]] = set()
         self._rows: dict[tuple[int, str], _Pending] = {}
 
     def add(self, n: Notification) -> bool:
-        if (n.instance_uid, n.episode) in self._episodes:
+        """False for a second one of the episode; the "reconnected" message is the episode's other
+        one, as in the Postgres outbox's key."""
+        key = (n.instance_uid, n.episode, n.kind == "reconnected")
+        if key in self._episodes:
             return False
-        self._episodes.add((n.instance_uid, n.episode))
+        self._episodes.add(key)
         number = next(self._ids)
         for channel in n.channels:
             self._rows[(number, channel)] = _Pending(Delivery(number, channel, 0, n), n.decided_at)

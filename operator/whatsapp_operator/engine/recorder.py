@@ -106,9 +106,12 @@ class Recorder:
         state = t.state
         if self.mirror is None or state.notify_episode is None or state.notify_kind is None:
             return
-        if state.notify_decided is None or state.notify_decided < since:
+        # notifyDecisionTime is the disconnection's (the cooldown's start); "reconnected" was decided
+        # when the instance connected again (a later drop and reconnect moves it: docs/notifications.md).
+        at = state.last_connected if state.notify_kind == "reconnected" else state.notify_decided
+        if at is None or at < since:
             return
-        notify = Notify(state.notify_kind, state.notify_episode, state.notify_decided)
+        notify = Notify(state.notify_kind, state.notify_episode, at)
         self.mirror.record_notification(t.spec.key, self._notification(t, state, notify))
 
     def _notification(self, t: Tracked, state: InstanceState, notify: Notify) -> Notification:

@@ -3,14 +3,19 @@ real embedded Postgres (looptime, as test_operator_database.py explains), and a 
 
 Each notification goes out once per disconnection episode on each channel: a WhatsApp text from the
 sender instance (the simulator's sent messages), a DriverNotified Event, a signed callback that the
-`standardwebhooks` package verifies.
+`standardwebhooks` package verifies. One test runs `whatsapp-operator run` as a process, to SIGKILL it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,14 +24,19 @@ import standardwebhooks
 from psycopg.rows import dict_row
 
 from tests.support.operator_harness import (
+    IssuedCodes,
     backends,
     environment,
     instance_manifest,
     operator_runtime,
     wait_event,
+    wait_instance,
     wait_phase,
 )
-from tests.support.pg import StoppableDatabase, eventually
+from tests.support.pg import StoppableDatabase, eventually, query
+from whatsapp_operator.cli import main
+from whatsapp_operator.core.phone import normalize_phone
+from whatsapp_operator.core.status import rfc3339
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 from whatsapp_operator.devkit.manifests import notifier_spec
 from whatsapp_operator.devkit.simulator import Simulator
@@ -45,7 +55,8 @@ PHONE = "+5511987654321"
 def outbox(url: str) -> list[dict[str, Any]]:
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         return conn.execute(
-            "SELECT n.name, n.kind, n.episode, d.channel, d.state, d.attempts, d.last_error, d.delivered_at"
+            "SELECT n.name, n.kind, n.episode, n.decided_at,"
+            " d.channel, d.state, d.attempts, d.last_error, d.delivered_at"
             " FROM whatsapp_operator.notifications n JOIN whatsapp_operator.notification_deliveries d"
             " ON d.notification_id = n.id ORDER BY n.id, d.channel"
         ).fetchall()
@@ -56,7 +67,7 @@ def texts(sim: Simulator, number: str = PHONE) -> list[Any]:
 
 
 async def connected(kube: EmulatedCluster, sim: Simulator, name: str, phone: str = PHONE) -> None:
-    sim.add_instance(name, "open", number=phone.lstrip("+"))
+    sim.add_instance(name, "open", number=normalize_phone(phone).lstrip("+"))
     await kube.create(instance_manifest(name, phone=phone, driverName="Maria Souza"))
     await wait_phase(kube, name, "Connected")
 
@@ -101,29 +112,43 @@ async def test_a_logout_notifies_once_on_each_channel(pg_url: str) -> None:
     status = obj["status"]
     assert status["notifyKind"] == "logged_out"
     assert status["lastNotifiedTime"] >= status["notifyDecisionTime"]
+    assert payload["occurredAt"] == status["notifyDecisionTime"], "the callback says when the link broke"
 
 
 async def test_an_instance_never_connected_is_not_notified_and_a_stuck_one_is_once(pg_url: str) -> None:
-    async with environment(database_url=pg_url, notifier=notifier_spec(SENDER)) as (kube, sim, _):
-        sim.add_instance(SENDER, "open")
-        sim.add_instance("never", "pairing", number="5511911111111")
-        await kube.create(instance_manifest("never", phone="+5511911111111"))
-        await wait_phase(kube, "never", "Pairing")
-        sim.act("never", "disconnect", 401)
-        await wait_phase(kube, "never", "LoggedOut")
+    async with WebhookSink() as sink:
+        spec = notifier_spec(SENDER, f"{sink.url}/whatsapp-events")
+        async with environment(database_url=pg_url, callback_secret=CALLBACK_SECRET, notifier=spec) as (kube, sim, _):
+            codes = IssuedCodes(sim)
+            sim.add_instance(SENDER, "open")
+            sim.add_instance("never", "pairing", number="5511911111111")
+            await kube.create(instance_manifest("never", phone="+5511911111111"))
+            await wait_phase(kube, "never", "Pairing")
+            sim.act("never", "disconnect", 401)
+            await wait_phase(kube, "never", "LoggedOut")
 
-        await connected(kube, sim, "stuck")
-        sim.act("stuck", "stick")  # connecting without a code: the operator logs it out after 30 s
-        await wait_event(kube, "stuck", "ForcedLogout", within=120)
-        await eventually(lambda: len(texts(sim)) == 1, within=60)
-        await asyncio.sleep(600)
+            await connected(kube, sim, "stuck")
+            sim.act("stuck", "stick")  # connecting without a code: the operator logs it out after 30 s
+            await wait_event(kube, "stuck", "ForcedLogout", within=120)
+            await wait_phase(kube, "stuck", "Pairing")  # with a fresh code
+            await eventually(lambda: len(texts(sim)) == 1 and len(sink.posts) == 1, within=60)
+            await asyncio.sleep(600)
 
-    assert len(texts(sim)) == 1
-    assert not texts(sim, "+5511911111111")
+    (text,) = texts(sim)
+    assert "pareie o WhatsApp novamente" in text.text, "a forced logout ended the session: pair again"
     assert [(r["name"], r["kind"], r["channel"], r["state"]) for r in outbox(pg_url)] == [
-        ("stuck", "disconnected", "event", "delivered"),
-        ("stuck", "disconnected", "whatsapp", "delivered"),
+        ("stuck", "logged_out", "callback", "delivered"),
+        ("stuck", "logged_out", "event", "delivered"),
+        ("stuck", "logged_out", "whatsapp", "delivered"),
     ]
+    assert [post.body["type"] for post in sink.posts] == ["whatsapp.logged_out"]
+    assert not texts(sim, "+5511911111111")
+    # Credentials stay out of every channel: the codes the simulator issued (the fresh pairing's too).
+    assert codes.pairing_codes("stuck"), "the forced logout ended in a fresh pairing code"
+    events = kube.emulator.events(reason="DriverNotified")
+    said = [m.text for m in sim.messages] + [e["message"] for e in events] + [p.raw.decode() for p in sink.posts]
+    assert len(events) == 1
+    assert not [secret for secret in codes.secrets() for words in said if secret in words]
 
 
 async def test_a_sender_not_connected_delays_the_message_without_losing_or_repeating_it(pg_url: str) -> None:
@@ -154,6 +179,41 @@ async def test_a_sender_not_connected_delays_the_message_without_losing_or_repea
     assert reasons.count("SenderConnected") == 1
     (whatsapp,) = [r for r in outbox(pg_url) if r["channel"] == "whatsapp"]
     assert (whatsapp["state"], whatsapp["attempts"]) == ("delivered", 1), "waiting for the sender is no attempt"
+
+
+async def test_last_notified_time_waits_for_a_channel_to_deliver() -> None:
+    async with WebhookSink(default=503) as sink:  # the application does not take the callback
+        spec = notifier_spec(SENDER, f"{sink.url}/whatsapp-events")
+        async with environment(callback_secret=CALLBACK_SECRET, notifier=spec) as (kube, sim, _):
+            refusing = True  # the API server refuses Events for now
+            kube.emulator["post", kube.emulator.resource("", "v1", "events")][lambda: refusing] << 503
+            sender = sim.add_instance(SENDER, "close")
+            await connected(kube, sim, "driver-n")
+            sim.act("driver-n", "disconnect", 401)
+            await wait_phase(kube, "driver-n", "LoggedOut")
+            await eventually(lambda: len(sink.posts) >= 3, within=600)  # the callback was retried
+            waiting = kube.emulator.read("whatsappinstances", "driver-n")
+            refusing = False
+            done = await wait_instance(kube, "driver-n", lambda o: "lastNotifiedTime" in o["status"], within=600)
+            sender.begin("open")
+            await eventually(lambda: len(texts(sim)) == 1, within=120)
+
+    assert waiting is not None
+    assert waiting["status"]["notifyKind"] == "logged_out"
+    assert "notifyDecisionTime" in waiting["status"]
+    assert "lastNotifiedTime" not in waiting["status"], "decided, but no channel delivered yet"
+    assert done["status"]["lastNotifiedTime"] > done["status"]["notifyDecisionTime"], "when the Event went out"
+    assert len(kube.emulator.events(name="driver-n", reason="DriverNotified")) == 1
+
+
+async def test_the_text_goes_to_the_normalised_number_of_a_national_format_spec() -> None:
+    async with environment(notifier=notifier_spec(SENDER)) as (kube, sim, _):
+        sim.add_instance(SENDER, "open")
+        await connected(kube, sim, "driver-p", phone="(11) 98765-4321")  # as docs/phone-numbers.md accepts
+        sim.act("driver-p", "disconnect", 401)
+        await eventually(lambda: len(sim.messages) == 1, within=120)
+
+    assert [(m.instance, m.number) for m in sim.messages] == [(SENDER, "5511987654321")]
 
 
 async def test_a_restart_between_the_outbox_row_and_the_delivery_delivers_once(pg_url: str) -> None:
@@ -309,7 +369,30 @@ async def test_a_server_that_asks_for_it_tells_the_driver_once_that_the_link_is_
     ]
 
 
-async def test_a_number_not_on_whatsapp_fails_at_once_and_a_failing_evolution_ends_dead(pg_url: str) -> None:
+async def test_a_reconnected_message_rebuilt_at_a_restart_keeps_the_time_it_was_decided(pg_url: str) -> None:
+    async with backends(notifier=notifier_spec(SENDER) | {"reconnected": True}) as (kube, sim):
+        sim.add_instance(SENDER, "open")
+        async with running(operator_runtime(kube, pg_url)):
+            await connected(kube, sim, "driver-r")
+            sim.act("driver-r", "disconnect", 401)
+            await wait_phase(kube, "driver-r", "LoggedOut")
+            await asyncio.sleep(120)
+            sim.instances["driver-r"].begin("open")
+            await eventually(lambda: len(texts(sim)) == 2, within=120)
+        # As if the operator had stopped before the "reconnected" row was written: `.status` holds it.
+        query(pg_url, "DELETE FROM whatsapp_operator.notifications WHERE kind = 'reconnected'")
+        async with running(operator_runtime(kube, pg_url)):
+            await eventually(lambda: [r["kind"] for r in outbox(pg_url)].count("reconnected") == 2, within=60)
+        obj = kube.emulator.read("whatsappinstances", "driver-r")
+
+    assert obj is not None
+    status = obj["status"]
+    (decided,) = {rfc3339(r["decided_at"]) for r in outbox(pg_url) if r["kind"] == "reconnected"}
+    assert decided == status["lastConnectedTime"], "when the link came back"
+    assert decided != status["notifyDecisionTime"], "not the disconnection's time"
+
+
+async def test_a_number_not_on_whatsapp_fails_at_once_and_a_dead_text_is_sent_once_when_replayed(pg_url: str) -> None:
     async with backends(notifier=notifier_spec(SENDER)) as (kube, sim):
         sim.add_instance(SENDER, "open")
         config = Config(
@@ -329,8 +412,21 @@ async def test_a_number_not_on_whatsapp_fails_at_once_and_a_failing_evolution_en
             sim.add_fault("errors", None, rate=1, status=503, path="/message/sendText")
             sim.act("unlucky", "disconnect", 401)
             await asyncio.sleep(900)  # past the 10-minute deadline
+            rows = {(r["name"], r["channel"]): r for r in outbox(pg_url)}
+            # Evolution is back: the operator's people replay the dead text, the running operator sends it.
+            sim.clear_faults()
+            replay = ["notifications", "--database-url", pg_url, "replay", "--all-dead"]
+            assert await asyncio.to_thread(main, replay) == 0
+            await eventually(lambda: len(texts(sim, "+5511933334444")) == 1, within=60)
+            await asyncio.sleep(300)
 
-    rows = {(r["name"], r["channel"]): r for r in outbox(pg_url)}
+    assert len(texts(sim, "+5511933334444")) == 1, "the replayed text is sent once"
+    assert states(pg_url) == {
+        ("no-account", "event", "delivered"),
+        ("no-account", "whatsapp", "failed"),  # refused for good: not replayed
+        ("unlucky", "event", "delivered"),
+        ("unlucky", "whatsapp", "delivered"),
+    }
     failed, dead = rows["no-account", "whatsapp"], rows["unlucky", "whatsapp"]
     assert (failed["state"], failed["attempts"], failed["last_error"]) == (
         "failed",
@@ -341,8 +437,86 @@ async def test_a_number_not_on_whatsapp_fails_at_once_and_a_failing_evolution_en
     assert dead["attempts"] >= 4, "retried with backoff until the deadline"
     assert dead["last_error"].startswith("sendText: ")
     assert rows["unlucky", "event"]["state"] == "delivered", "the other channels are not held back"
-    assert not texts(sim, "+5511933334444")
+
+
+@contextlib.asynccontextmanager
+async def operator_process(kube: EmulatedCluster, database_url: str, log: Path) -> AsyncIterator[None]:
+    """`whatsapp-operator run` in a process of its own, SIGKILLed when the block ends: no cleanup
+    handler runs, so what it held only in memory (the mirror's queue) is lost as in a crash."""
+    command = [sys.executable, "-m", "whatsapp_operator", "run", "--log-format", "plain", "--liveness", "off"]
+    command += ["--kube-server", kube.url, "--database-url", database_url]
+    command += ["--webhook-listen", "off", "--metrics-listen", "off"]
+    env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+    with log.open("ab") as output:
+        process = await asyncio.create_subprocess_exec(*command, env=env, stdout=output, stderr=output)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+@pytest.mark.looptime(False)  # real time: a real process, and Postgres stops for real
+async def test_an_operator_killed_before_the_outbox_row_and_after_it_delivers_once(
+    pg_stoppable: StoppableDatabase, tmp_path: Path
+) -> None:
+    url, log, other = pg_stoppable.url, tmp_path / "operator.log", "+5521998765432"
+    async with WebhookSink() as sink, backends(
+        CALLBACK_SECRET, notifier=notifier_spec(SENDER, f"{sink.url}/whatsapp-events"), probe={"intervalSeconds": 5}
+    ) as (kube, sim):
+        sim.add_instance(SENDER, "open")
+        async with operator_process(kube, url, log):
+            await connected(kube, sim, "driver-m")
+            await connected(kube, sim, "driver-k", phone=other)
+            # driver-m: its row is written, its Event and callback delivered; the text waits for the sender.
+            sim.act(SENDER, "disconnect", 401)
+            sim.act("driver-m", "disconnect", 401)
+            waiting = {("callback", "delivered"), ("event", "delivered"), ("whatsapp", "pending")}
+            await eventually(lambda: {(r["channel"], r["state"]) for r in outbox(url)} == waiting, within=30)
+            # driver-k: decided while Postgres is down, so its row is only in the mirror's queue.
+            await asyncio.to_thread(pg_stoppable.server.stop)
+            sim.act("driver-k", "disconnect", 401)
+            obj = await wait_phase(kube, "driver-k", "LoggedOut", within=30)
+            assert obj["status"]["notifyKind"] == "logged_out", "the decision is in .status"
+        await asyncio.to_thread(pg_stoppable.server.start)
+        assert not sim.messages
+        async with operator_process(kube, url, log):
+            await eventually(lambda: len(outbox(url)) == 6 and len(sink.posts) == 2, within=30)
+            sim.instances[SENDER].begin("open")
+            await eventually(lambda: {r["state"] for r in outbox(url)} == {"delivered"}, within=45)
+            await asyncio.sleep(3)
+
+    assert "Traceback" not in log.read_text(), log.read_text()
+    assert len(texts(sim)) == len(texts(sim, other)) == 1
+    assert sorted(post.body["instance"] for post in sink.posts) == ["driver-k", "driver-m"]
+    for name in ("driver-k", "driver-m"):
+        assert len(kube.emulator.events(name=name, reason="DriverNotified")) == 1
+    assert sorted((r["name"], r["channel"]) for r in outbox(url)) == [
+        (name, channel) for name in ("driver-k", "driver-m") for channel in ("callback", "event", "whatsapp")
+    ]
 
 
 def states(url: str) -> set[tuple[str, str, str]]:
     return {(r["name"], r["channel"], r["state"]) for r in outbox(url)}
+
+
+async def test_without_a_database_a_restarted_operators_event_is_not_taken_for_an_earlier_one() -> None:
+    async with backends(notifier=notifier_spec(SENDER)) as (kube, sim):
+        sim.add_instance(SENDER, "open")
+        async with running(operator_runtime(kube, notify_cooldown=60)):
+            await connected(kube, sim, "driver-g")
+            sim.act("driver-g", "disconnect", 401)
+            await wait_event(kube, "driver-g", "DriverNotified", within=60)
+        async with running(operator_runtime(kube, notify_cooldown=60)):
+            # This run's clock starts from real time, behind the first run's fast-forwarded one: let
+            # it pass the first run's decision before the driver's next episode.
+            await asyncio.sleep(600)
+            sim.instances["driver-g"].begin("open")
+            await wait_phase(kube, "driver-g", "Connected")
+            sim.act("driver-g", "disconnect", 401)
+            await eventually(lambda: len(texts(sim)) == 2, within=60)
+            await asyncio.sleep(60)
+
+    # The memory outbox numbered both notifications 1; their Events are still two.
+    assert len(kube.emulator.events(name="driver-g", reason="DriverNotified")) == 2

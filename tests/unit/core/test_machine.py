@@ -206,7 +206,7 @@ def test_forced_logout_of_a_previously_connected_instance_notifies():
         (61, seen("connecting")),  # stuck: forced logout
     )
     assert not any(isinstance(a, Notify) for a in decisions[1].actions)
-    assert Notify("disconnected", at(0), at(61)) in decisions[2].actions
+    assert Notify("logged_out", at(0), at(61)) in decisions[2].actions, "the driver must pair again"
 
 
 def test_transient_drop_is_connecting_without_events():

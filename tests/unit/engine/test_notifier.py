@@ -1,0 +1,40 @@
+"""The outbox without a database (`MemoryOutbox`): one notification per episode, as Postgres's key."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+from whatsapp_operator.core.notifications import Notification
+from whatsapp_operator.engine.notifier import MemoryOutbox
+
+EPISODE = datetime.datetime(2026, 12, 3, 12, 0, tzinfo=datetime.UTC)
+LOGGED_OUT = Notification(
+    instance_uid="uid-1",
+    episode=EPISODE,
+    namespace="drivers",
+    name="driver-1",
+    instance="driver-1",
+    server="default",
+    driver_id="d1",
+    driver_name="",
+    phone="+5511987654321",
+    kind="logged_out",
+    reason=401,
+    decided_at=EPISODE + datetime.timedelta(hours=1),
+    channels=("event", "whatsapp"),
+)
+
+
+def test_an_episode_has_one_notification_and_one_reconnected_message() -> None:
+    outbox = MemoryOutbox()
+    later = LOGGED_OUT.decided_at + datetime.timedelta(minutes=1)
+    back = dataclasses.replace(LOGGED_OUT, kind="reconnected", decided_at=later)
+    assert outbox.add(LOGGED_OUT)
+    assert not outbox.add(dataclasses.replace(LOGGED_OUT, kind="disconnected", decided_at=later)), "one per episode"
+    assert outbox.add(back), "the link being back is the episode's other message"
+    assert not outbox.add(back)
+    assert outbox.add(dataclasses.replace(LOGGED_OUT, episode=later)), "another episode"
+    assert sorted((r["id"], r["channel"]) for r in outbox.listing()) == [
+        (n, channel) for n in (1, 2, 3) for channel in ("event", "whatsapp")
+    ]
