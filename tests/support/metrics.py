@@ -19,8 +19,12 @@ class Scrape:
         """The sum of the samples named `name` whose labels include `labels`: 0 when none."""
         return sum(s.value for s in self.samples if s.name == name and labels.items() <= s.labels.items())
 
-    def labels(self, name: str) -> list[dict[str, str]]:
-        return [s.labels for s in self.samples if s.name == name]
+    def by(self, name: str, label: str, **labels: str) -> dict[str, float]:
+        """`value(name, **labels)` for each value of `label` exported."""
+        return {key: self.value(name, **labels, **{label: key}) for key in self.label_values(name, label)}
+
+    def label_values(self, name: str, label: str) -> set[str]:
+        return {s.labels[label] for s in self.samples if s.name == name and label in s.labels}
 
     def names(self) -> set[str]:
         return {s.name for s in self.samples}

@@ -69,16 +69,14 @@ def heartbeat_reader(kube: EmulatedCluster) -> Callable[[], Awaitable[dict[str, 
 
 def health_metric(runtime: Runtime) -> Callable[[], Awaitable[dict[str, float]]]:
     async def read() -> dict[str, float]:
-        metrics = await scrape(runtime)
-        return {bucket: metrics.value(f"{M}instances_health", server=SERVER, health=bucket) for bucket in HEALTH}
+        return (await scrape(runtime)).by(f"{M}instances_health", "health", server=SERVER)
 
     return read
 
 
 def assert_every_probe_timed(metrics: Scrape) -> None:
     """One histogram observation per probe, whatever its outcome; only the three outcomes exist."""
-    outcomes = {labels["outcome"] for labels in metrics.labels(f"{M}probes_total")}
-    assert outcomes == {"state", "missing", "failed"}
+    assert metrics.label_values(f"{M}probes_total", "outcome") == {"state", "missing", "failed"}
     probes = metrics.value(f"{M}probes_total", server=SERVER)
     assert metrics.value(f"{M}probe_duration_seconds_count", server=SERVER) == probes
     assert metrics.value(f"{M}probe_duration_seconds_bucket", server=SERVER, le="+Inf") == probes
@@ -147,11 +145,8 @@ async def test_liveness_checks_and_restarts_are_counted_as_the_simulator_saw_the
             metrics = await scrape(runtime)
             answers = [c.status for c in requests_to(sim, "POST", "/baileys/onWhatsapp/zombie")]
             answered = collections.Counter({200: "alive", 500: "failed"}.get(a, "inconclusive") for a in answers)
-            results = ("alive", "failed", "inconclusive")
-            return (
-                {r: metrics.value(f"{M}liveness_checks_total", server=SERVER, result=r) for r in results},
-                {r: float(answered[r]) for r in results},
-            )
+            counted = metrics.by(f"{M}liveness_checks_total", "result", server=SERVER)
+            return counted, {result: float(answered[result]) for result in counted}
 
         await agree(counted_and_answered)
         results, _ = await counted_and_answered()
@@ -204,16 +199,13 @@ async def logged_out(kube: EmulatedCluster, sim: Simulator, name: str, number: s
 
 def pending(runtime: Runtime) -> Callable[[], Awaitable[dict[str, float]]]:
     async def read() -> dict[str, float]:
-        metrics = await scrape(runtime)
-        return {labels["channel"]: metrics.value(f"{M}notifications_pending", **labels) for labels in
-                metrics.labels(f"{M}notifications_pending")}  # fmt: skip
+        return (await scrape(runtime)).by(f"{M}notifications_pending", "channel")
 
     return read
 
 
 def notified(metrics: Scrape, channel: str) -> dict[str, float]:
-    results = ("delivered", "retried", "failed", "dead")
-    return {r: metrics.value(f"{M}notifications_total", channel=channel, result=r) for r in results}
+    return metrics.by(f"{M}notifications_total", "result", channel=channel)
 
 
 async def outbox(url: str) -> list[dict[str, Any]]:
@@ -232,8 +224,8 @@ async def texts(url: str) -> dict[str, str]:
 async def test_the_webhook_queue_depth_and_oldest_age_follow_the_inbox(pg_url: str) -> None:
     now = datetime.datetime.now(datetime.UTC)
     async with environment(database_url=pg_url) as (_kube, _sim, runtime):
-        # Rows as the receiver and the worker leave them: processed, dead after its attempts, and one
-        # queued ten minutes ago whose next attempt is an hour away (so the worker leaves it queued).
+        # A row in each state of the inbox; the queued one came ten minutes ago and its next attempt is
+        # an hour away, so that the worker leaves it queued.
         for key, status, due in (("done", "done", now), ("dead", "dead", now), ("queued", "queued", now + HOUR)):
             await execute(
                 pg_url,
@@ -257,9 +249,8 @@ def queue(runtime: Runtime) -> Callable[[], Awaitable[tuple[dict[str, float], bo
 
     async def read() -> tuple[dict[str, float], bool]:
         metrics = await scrape(runtime)
-        depth = {labels["state"]: metrics.value(f"{M}webhook_queue_depth", **labels) for labels in
-                 metrics.labels(f"{M}webhook_queue_depth")}  # fmt: skip
-        return depth, metrics.value(f"{M}webhook_queue_oldest_age_seconds") >= 600
+        old = metrics.value(f"{M}webhook_queue_oldest_age_seconds") >= 600
+        return metrics.by(f"{M}webhook_queue_depth", "state"), old
 
     return read
 

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.metrics import scrape
 from tests.support.operator_harness import environment, instance_manifest, wait_phase
 from tests.support.pg import eventually
 from whatsapp_operator.devkit.manifests import notifier_spec
@@ -172,11 +172,7 @@ async def test_a_real_prometheus_scrapes_the_operator_and_the_dashboard_reads_it
         assert share["state"] in {"pending", "firing"}
         assert share["labels"]["server"] == "default/default"
 
-        exported = {
-            sample.name
-            for family in text_string_to_metric_families((await client.get(runtime.metrics_url)).text)
-            for sample in family.samples
-        }
+        exported = (await scrape(runtime)).names()
         for panel in json.loads(DASHBOARD.read_text())["panels"]:
             for target_ in panel["targets"]:
                 await query(client, url, target_["expr"])  # parses and evaluates
