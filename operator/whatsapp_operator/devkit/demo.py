@@ -11,9 +11,10 @@ table; let the mirror land its writes; read the outcome back from the API server
 (`summarize`: phases, transitions, `usuarios`, the webhook inbox); print it; keep everything
 running `--hold` seconds more. Everything started is stopped and removed, on Ctrl-C too.
 
-Parts of the job that do not exist yet (metrics) report empty values, never made-up ones; they add
-their figures to `summarize` when they land (docs/demo.md). Notifications go to the EvolutionServer's
-sender instance (`platform-sender`, open) and to a callback receiver the demo runs.
+The summary ends with the operator's own metrics, scraped from its endpoint (`--metrics-listen`) at
+the end: instances by phase, forced logouts, notifications by channel and result, webhooks by result.
+Notifications go to the EvolutionServer's sender instance (`platform-sender`, open) and to a
+callback receiver the demo runs.
 
 The emulator, the embedded Postgres and rich come from the `demo` extra, which the operator's own
 image does not install: they are imported where used, so that the CLI works without them.
@@ -334,8 +335,7 @@ class Summary:
     metrics: dict[str, Any]  # scraped from the operator's endpoint at the end
 
     def as_json(self) -> dict[str, Any]:
-        """The `--json` object (docs/demo.md). Parts not built yet are empty, never zeros that
-        would claim something was counted."""
+        """The `--json` object (docs/demo.md)."""
         created = [o for o in self.outcomes if o.created]
         db_status = dict.fromkeys(DB_STATUSES, 0)
         for outcome in created:
@@ -583,7 +583,13 @@ def print_summary(console: Console, summary: Summary) -> None:
     scraped = data["metrics"]
     if scraped:
         phases = ", ".join(f"{phase} {n}" for phase, n in scraped["instances"].items() if n)
+        notified = ", ".join(
+            f"{channel} {result} {n}" for channel, results in sorted(scraped["notifications"].items())
+            for result, n in results.items()
+        )  # fmt: skip
+        webhooks = ", ".join(f"{result} {n}" for result, n in scraped["webhooks"].items() if n)
         console.print(f"metrics (scraped at the end): instances {phases}; forced logouts {scraped['forced_logouts']}")
+        console.print(f"  notifications {notified or 'none'}; webhooks {webhooks or 'none'}")
     if summary.errors:
         console.print("[red]errors:[/]")
         for error in summary.errors:

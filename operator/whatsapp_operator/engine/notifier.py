@@ -202,7 +202,8 @@ class Notifier:
         await asyncio.gather(*(one(delivery) for delivery in claimed))
 
     async def _record(self, delivery: Delivery, outcome: Outcome) -> None:
-        """Settle or reschedule the delivery, and count the attempt (a wait for the sender is none)."""
+        """Settle or reschedule the delivery, and count the attempt (a wait for the sender is none, but
+        a delivery that dies waiting is counted `dead`: WhatsAppNotificationsFailing must see it)."""
         now = self._clock.now()
         if isinstance(outcome, Delivered):
             await self.store.settle(delivery, DeliveryState.DELIVERED, None, outcome.at)
@@ -218,8 +219,7 @@ class Notifier:
                 delivery.id, n.namespace, n.name, delivery.channel, state, outcome.error,
             )  # fmt: skip
             await self.store.settle(delivery, state, outcome.error, now)
-            if not isinstance(outcome, Wait):
-                self._count(delivery, str(state))
+            self._count(delivery, str(state))
             return
         await self.store.retry(delivery, outcome.error, again, attempted=not isinstance(outcome, Wait))
         if isinstance(outcome, Retry):

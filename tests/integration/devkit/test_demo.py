@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 import yaml
@@ -27,6 +28,7 @@ import yaml
 from whatsapp_operator.core.phases import DB_STATUS, Phase
 from whatsapp_operator.devkit.demo import BUILTIN_SCENARIO
 from whatsapp_operator.devkit.simulator.instance import PAIRING_ALPHABET
+from whatsapp_operator.http_server import free_port
 
 DEMO = [str(Path(sys.executable).with_name("whatsapp-operator")), "demo"]
 FAST = ["--probe-interval", "5", "--stuck-after", "5", "--liveness-interval", "5"]
@@ -200,9 +202,11 @@ def short_tmpdir() -> Iterator[Path]:
 
 
 def test_ctrl_c_stops_and_removes_everything(tmp_path: Path, short_tmpdir: Path) -> None:
+    """Also: the operator's metrics are served where --metrics-listen says."""
     temp = short_tmpdir
     stderr = tmp_path / "stderr"
-    command = [*DEMO, "--json", "--duration", "120", *FAST]
+    metrics = f"127.0.0.1:{free_port()}"
+    command = [*DEMO, "--json", "--duration", "120", "--metrics-listen", metrics, *FAST]
     with stderr.open("w") as err:
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, "TMPDIR": str(temp)}
@@ -214,6 +218,8 @@ def test_ctrl_c_stops_and_removes_everything(tmp_path: Path, short_tmpdir: Path)
             assert time.monotonic() < deadline, "the operator never started"
             time.sleep(0.2)
         assert postgres_processes(temp), "Postgres runs with its data under $TMPDIR"
+        scraped = httpx.get(f"http://{metrics}/metrics", timeout=10).raise_for_status().text
+        assert "whatsapp_operator_build_info{" in scraped
         assert list(temp.glob("whatsapp-operator-pg-*"))
         state = state_dir_named(stderr.read_text())
         assert (state.parent, (state / "kubeconfig").exists()) == (temp, True), "a temporary state directory"
