@@ -38,8 +38,9 @@ PAIRING_CODE = re.compile(rf"(?<![{PAIRING_ALPHABET}])[{PAIRING_ALPHABET}]{{8}}(
 # instances, actions and fault, in the same order. test_the_short_copy_follows_the_builtin_scenario
 # keeps the two in step. Probes come every 5 s from creation, and at once after each webhook: the
 # drop's webhook at 6 s brings a probe into driver-ana's 3 s reconnect, the reconnect's webhook
-# another one after it. driver-elena's checks (every 5 s) fail from 1 s on: Unresponsive and
-# restarted before the outage at the latest.
+# another one after it. driver-elena's checks (every 5 s) fail from 1 s on: Unresponsive by 12 s at
+# the latest, and its text sent before the outage (one sent during it waits 30 s for its retry, past
+# the end).
 SHORT_BUILTIN = """
 instances:
   - {name: driver-ana, start: open, number: "5511987654321", events: [{at: 6, action: drop, reason: 428}]}
@@ -48,7 +49,7 @@ instances:
   - {name: driver-davi, start: open, number: "5541992345678", events: [{at: 8, action: disconnect, reason: 401}]}
   - {name: driver-elena, start: open, number: "5551993456789", events: [{at: 1, action: zombie}]}
 faults:
-  - {from: 12, to: 20, kind: outage, mode: "503"}
+  - {from: 16, to: 24, kind: outage, mode: "503"}
 """
 
 # Anything the simulator's format allows must work, names that are no DNS label included.
@@ -136,7 +137,7 @@ def test_a_small_scenario_with_any_instance_names(tmp_path: Path) -> None:
 
 
 def test_the_builtin_scenario_shows_each_behaviour_and_nothing_else(tmp_path: Path) -> None:
-    summary = run_demo(tmp_path, SHORT_BUILTIN, duration=34)
+    summary = run_demo(tmp_path, SHORT_BUILTIN, duration=38)
     assert_consistent(summary)
     assert summary["phases"] == {"Connected": 3, "Pairing": 1, "LoggedOut": 1}
     history = summary["phase_history"]
