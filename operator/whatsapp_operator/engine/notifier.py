@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -57,7 +58,9 @@ class MemoryOutbox:
     """The outbox without a database: the same claims and records, in this process only."""
 
     def __init__(self) -> None:
-        self._ids = itertools.count(1)
+        # Ids continue from the wall clock's microseconds, so a restarted operator's never repeat an
+        # earlier run's (the callback's notificationId and webhook-id); below 2**53 for JavaScript.
+        self._ids = itertools.count(time.time_ns() // 1000)
         self._episodes: set[tuple[str, datetime.datetime, bool]] = set()
         self._rows: dict[tuple[int, str], _Pending] = {}
 

@@ -35,6 +35,22 @@ def test_an_episode_has_one_notification_and_one_reconnected_message() -> None:
     assert outbox.add(back), "the link being back is the episode's other message"
     assert not outbox.add(back)
     assert outbox.add(dataclasses.replace(LOGGED_OUT, episode=later)), "another episode"
+    ids = sorted({r["id"] for r in outbox.listing()})
+    assert len(ids) == 3
     assert sorted((r["id"], r["channel"]) for r in outbox.listing()) == [
-        (n, channel) for n in (1, 2, 3) for channel in ("event", "whatsapp")
+        (n, channel) for n in ids for channel in ("event", "whatsapp")
     ]
+
+
+def test_a_restarted_operators_ids_never_repeat_an_earlier_runs() -> None:
+    """The callback's notificationId and webhook-id come from these ids: an application that
+    deduplicates on them must not take a new notification after a restart for an old one."""
+    before = MemoryOutbox()
+    assert before.add(LOGGED_OUT)
+    assert before.add(dataclasses.replace(LOGGED_OUT, episode=LOGGED_OUT.decided_at))
+    restarted = MemoryOutbox()
+    assert restarted.add(dataclasses.replace(LOGGED_OUT, instance_uid="uid-2"))
+    earlier = {r["id"] for r in before.listing()}
+    (new,) = {r["id"] for r in restarted.listing()}
+    assert new > max(earlier)
+    assert new < 2**53, "exact in a JavaScript number"
