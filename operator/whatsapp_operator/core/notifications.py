@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Mapping
 
 CHANNELS = ("whatsapp", "event", "callback")
+MAX_NAME = 253  # a Kubernetes object name (a DNS subdomain)
 KINDS = ("disconnected", "logged_out", "reconnected")
 
 
@@ -151,7 +152,9 @@ def event_name(notification: Notification) -> str:
     harmless 409."""
     # The episode as an instant: Postgres may hand it back in its session's time zone.
     key = f"{notification.instance_uid}/{notification.episode.timestamp()}/{notification.kind}"
-    return f"{notification.name}.notified-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    suffix = f".notified-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    # An object name is at most 253 characters, and the part before a dot ends alphanumeric.
+    return notification.name[: MAX_NAME - len(suffix)].rstrip(".-") + suffix
 
 
 def event_message(notification: Notification) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import re
 
 from whatsapp_operator.core.notifications import (
     MESSAGES,
@@ -11,6 +13,7 @@ from whatsapp_operator.core.notifications import (
     Notification,
     Retry,
     Wait,
+    event_name,
     message,
     templates,
 )
@@ -78,3 +81,17 @@ def test_a_configmap_replaces_texts_and_what_it_gets_wrong_is_named() -> None:
         "'x' is not a message (known: disconnected, logged_out, reconnected)",
     ]
     assert templates({"logged_out": "  "})[1] == ["'logged_out' is empty"]
+
+
+def test_an_event_name_is_a_valid_object_name_for_the_longest_instance_names() -> None:
+    """The DriverNotified Event is named after its instance: a 253-character instance name must
+    still give a name the API server takes (at most 253 characters, each dot-separated part ending
+    alphanumeric), distinct per episode."""
+    subdomain = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+    assert event_name(notification()).startswith("driver-a.notified-")
+    for long in ("d" * 253, "d" * 226 + "-" + "d" * 26, "a" * 200 + "." + "b" * 52):
+        n = dataclasses.replace(notification(), name=long)
+        name = event_name(n)
+        assert len(name) <= 253
+        assert subdomain.fullmatch(name), name
+        assert name != event_name(dataclasses.replace(n, episode=T0))
