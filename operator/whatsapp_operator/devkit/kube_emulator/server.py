@@ -22,9 +22,9 @@ import jsonpatch
 import jsonpointer
 import kmock
 
-from whatsapp_operator.devkit.kube_emulator import openapi
+from whatsapp_operator.devkit.kube_emulator import discovery, openapi
 from whatsapp_operator.devkit.kube_emulator.audit import ANONYMOUS, Access, bearer_token, request_attributes
-from whatsapp_operator.devkit.kube_emulator.printing import AGE, NAME, Column, table, wants_table
+from whatsapp_operator.devkit.kube_emulator.printing import table, wants_table
 from whatsapp_operator.devkit.kube_emulator.resources import (
     BUILTINS,
     CRDS,
@@ -48,16 +48,14 @@ from whatsapp_operator.devkit.kube_emulator.schema import (
     Body,
     Cause,
     ObjectKey,
-    Schema,
     api_error,
     fold_string_data,
     go,
     metadata_causes,
     now_rfc3339,
     status_body,
-    structural_errors,
 )
-from whatsapp_operator.devkit.kube_emulator.selectors import field_selector, jsonpath_steps, label_selector
+from whatsapp_operator.devkit.kube_emulator.selectors import field_selector, label_selector
 
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 
@@ -145,87 +143,25 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             subresources={"status"} if rtype.status_subresource else set(),
         )
 
-    async def _serve_version(self, request: kmock.Request) -> Body:
-        """An APIResourceList as the API server writes it: a subresource is an entry of its own with
-        no short names or categories, which kubectl then never takes for the resource."""
-        assert request.resource is not None
-        group, version = request.resource.group, request.resource.version
-        served = [t for t in self._types.values() if t.group == group and t.version == version]
-        if not served:
-            raise api_error(404, "NotFound", "the server could not find the requested resource")
-        resources: list[Body] = []
-        for rtype in served:
-            entry = {"name": rtype.plural, "singularName": rtype.singular, "namespaced": rtype.namespaced}
-            resources.append(
-                entry
-                | {"kind": rtype.kind, "verbs": sorted(rtype.verbs)}
-                | ({"shortNames": list(rtype.shortnames)} if rtype.shortnames else {})
-                | ({"categories": list(rtype.categories)} if rtype.categories else {})
-            )
-            if rtype.status_subresource:
-                status = {"name": f"{rtype.plural}/status", "singularName": "", "namespaced": rtype.namespaced}
-                resources.append(status | {"kind": rtype.kind, "verbs": ["get", "patch", "update"]})
-        listing = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": rtype.api_version}
-        return listing | {"resources": resources}
-
-    async def _serve_server_version(self, request: kmock.Request) -> Body:
-        return dict(openapi.KUBERNETES_VERSION)
-
     def register_crd(self, crd: Mapping[str, Any]) -> None:
         """Serve a CustomResourceDefinition's versions, refusing it as the API server would."""
-        spec, names = crd["spec"], crd["spec"]["names"]
-        for version in spec["versions"]:
-            openapi = version["schema"]["openAPIV3Schema"]
-            errors = structural_errors(openapi)
-            if errors:
-                raise ValueError(f"{crd['metadata']['name']} {version['name']} is not structural: {errors}")
-            columns = tuple(Column.from_crd(c) for c in version.get("additionalPrinterColumns", ()))
-            for column in columns:
-                jsonpath_steps(column.json_path)  # refuse what the printer could not evaluate
-            if version.get("served", True):
-                self.register(
-                    ResourceType(
-                        group=spec["group"],
-                        version=version["name"],
-                        plural=names["plural"],
-                        kind=names["kind"],
-                        namespaced=spec["scope"] == "Namespaced",
-                        singular=names.get("singular", names["kind"].lower()),
-                        shortnames=tuple(names.get("shortNames", ())),
-                        categories=tuple(names.get("categories", ())),
-                        status_subresource="status" in version.get("subresources", {}),
-                        custom=True,
-                        schema=Schema(openapi),
-                        columns=(NAME, *(columns or (AGE,))),
-                    )
-                )
-        stored = copy.deepcopy(dict(crd))
-        stored["status"] = {
-            "acceptedNames": names,
-            "storedVersions": [v["name"] for v in spec["versions"] if v.get("storage")],
-            "conditions": [
-                {"type": kind, "status": "True", "reason": reason, "message": "", "lastTransitionTime": now_rfc3339()}
-                for kind, reason in (("NamesAccepted", "NoConflicts"), ("Established", "InitialNamesAccepted"))
-            ],
-        }
-        self._create_object(CRDS, None, stored)
+        for rtype in discovery.crd_types(crd):
+            self.register(rtype)
+        self._create_object(CRDS, None, discovery.established(crd))
 
     def resolve(self, name: str) -> ResourceType:
         """A resource as kubectl finds it: by plural, singular, short name or kind (any case)."""
-        wanted = name.lower()
-        for rtype in self._types.values():
-            if (
-                wanted in {rtype.plural, rtype.singular, rtype.kind.lower(), *rtype.shortnames}
-                or wanted == rtype.qualified
-            ):
-                return rtype
-        raise LookupError(f"the server doesn't have a resource type {name!r}")
+        return discovery.resolve(self._types.values(), name)
 
     def lookup(self, api_version: str, kind: str) -> ResourceType:
-        for rtype in self._types.values():
-            if rtype.api_version == api_version and rtype.kind == kind:
-                return rtype
-        raise LookupError(f"no matches for kind {kind!r} in version {api_version!r}")
+        return discovery.lookup(self._types.values(), api_version, kind)
+
+    async def _serve_version(self, request: kmock.Request) -> Body:
+        assert request.resource is not None
+        return discovery.resource_list(self._types.values(), request.resource.group, request.resource.version)
+
+    async def _serve_server_version(self, request: kmock.Request) -> Body:
+        return dict(openapi.KUBERNETES_VERSION)
 
     # -- what tests assert on --------------------------------------------------------------------
 
