@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
-import contextvars
 import copy
 import dataclasses
 import json
@@ -24,7 +23,19 @@ import kmock
 
 from whatsapp_operator.devkit.kube_emulator import discovery, openapi
 from whatsapp_operator.devkit.kube_emulator.audit import ANONYMOUS, Access, bearer_token, request_attributes
-from whatsapp_operator.devkit.kube_emulator.printing import table, wants_table
+from whatsapp_operator.devkit.kube_emulator.printing import table
+from whatsapp_operator.devkit.kube_emulator.request import (
+    PLAIN_WRITE,
+    WARNINGS,
+    WriteOptions,
+    as_object,
+    content_type,
+    header,
+    included,
+    json_body,
+    tabular,
+    write_options,
+)
 from whatsapp_operator.devkit.kube_emulator.resources import (
     BUILTINS,
     CRDS,
@@ -56,26 +67,6 @@ from whatsapp_operator.devkit.kube_emulator.schema import (
     status_body,
 )
 from whatsapp_operator.devkit.kube_emulator.selectors import field_selector, label_selector
-
-PROTOBUF = "application/vnd.kubernetes.protobuf"
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteOptions:
-    """What a write request asks besides its body, as the API server's CreateOptions, PatchOptions,
-    UpdateOptions and DeleteOptions carry it."""
-
-    strict: bool = False  # fieldValidation=Strict: an unknown field is refused, not dropped
-    warn: bool = False  # fieldValidation=Warn or none: an unknown field is dropped with a Warning header
-    dry_run: bool = False  # dryRun=All: admitted and answered as a real write, stored nowhere
-    user_agent: str = ""  # who wrote, for the record of pruned fields
-
-
-PLAIN_WRITE = WriteOptions()  # the emulator's own writes (CRDs, the default namespace)
-
-# The warnings of the request being served, which its response sends as Warning headers; a context
-# variable because they arise deep in the write path, whose callers answer with the object alone.
-_WARNINGS: contextvars.ContextVar[list[str]] = contextvars.ContextVar("warnings")
 
 
 @attrs.define(kw_only=True)
@@ -328,7 +319,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
                     namespace=request.namespace,
                     name=request.name,
                     status=response.status,
-                    user_agent=_header(request, "User-Agent") or "",
+                    user_agent=header(request, "User-Agent") or "",
                     refused=refused,
                 )
             )
@@ -350,20 +341,20 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         # A watch is a stream of JSON documents, and kubectl decodes it only when it says so.
         headers = {"Content-Type": "application/json"} if request.action == kmock.action.WATCH else {}
         warnings: list[str] = []
-        served = _WARNINGS.set(warnings)
+        served = WARNINGS.set(warnings)
         try:
             payload = await serve(request)
         finally:
-            _WARNINGS.reset(served)
+            WARNINGS.reset(served)
         if warnings:  # one header of comma-separated values, which client-go reads as several
             headers["Warning"] = ", ".join(f"299 - {json.dumps(warning)}" for warning in warnings)
         return await kmock.Response(status=status, payload=payload, headers=headers)(request)
 
     async def _serve_fetch(self, request: kmock.Request) -> Body:
         rtype, _, obj = self._target(request)
-        if _tabular(request):
+        if tabular(request):
             metadata = {"resourceVersion": obj["metadata"]["resourceVersion"]}
-            return table(rtype.columns, [obj], metadata, _included(request))
+            return table(rtype.columns, [obj], metadata, included(request))
         return obj
 
     async def _serve_list(self, request: kmock.Request) -> Body:
@@ -382,8 +373,8 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             items = items[:limit]
             last = [items[-1]["metadata"].get("namespace", ""), items[-1]["metadata"]["name"]]
             metadata["continue"] = base64.urlsafe_b64encode(json.dumps(last).encode()).decode()
-        if _tabular(request):
-            return table(rtype.columns, items, metadata, _included(request))
+        if tabular(request):
+            return table(rtype.columns, items, metadata, included(request))
         return {"apiVersion": rtype.api_version, "kind": f"{rtype.kind}List", "metadata": metadata, "items": items}
 
     async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Body | bytes]:
@@ -396,7 +387,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         deadline = asyncio.get_running_loop().time() + float(lifetime) if lifetime else None
         initial = request.params.get("sendInitialEvents") == "true"
         events = self._stream(rtype, matches, int(since), initial=initial, deadline=deadline)
-        return _tabulated(rtype, events, _included(request)) if _tabular(request) else events
+        return _tabulated(rtype, events, included(request)) if tabular(request) else events
 
     async def _stream(
         self,
@@ -439,8 +430,8 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
 
     async def _serve_create(self, request: kmock.Request) -> Body:
         rtype = self._type_of(request, writing=True)
-        options = _write_options(request, "CreateOptions")
-        body = _object(_json_body(request))
+        options = write_options(request, "CreateOptions")
+        body = as_object(json_body(request))
         namespace = self._scope(rtype, request.namespace)
         meta = body.setdefault("metadata", {})
         if rtype.namespaced and meta.setdefault("namespace", namespace) != namespace:
@@ -453,9 +444,9 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
 
     async def _serve_patch(self, request: kmock.Request) -> Body:
         rtype = self._type_of(request, writing=True)
-        options = _write_options(request, "PatchOptions")
-        content_type = (_header(request, "Content-Type") or "").split(";")[0].strip()
-        if content_type == APPLY_PATCH:
+        options = write_options(request, "PatchOptions")
+        patch_type = content_type(request)
+        if patch_type == APPLY_PATCH:
             # Refused before the object is looked up: a NotFound would send `kubectl apply
             # --server-side` of a new object looking for the wrong cause.
             raise api_error(
@@ -465,15 +456,15 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
                 " use client-side kubectl apply (without --server-side)",
             )
         rtype, key, old = self._target(request, writing=True)
-        if content_type == JSON_PATCH and isinstance(request.data, list):
+        if patch_type == JSON_PATCH and isinstance(request.data, list):
             try:
-                new = _object(jsonpatch.apply_patch(old, request.data))
+                new = as_object(jsonpatch.apply_patch(old, request.data))
             except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as e:
                 raise api_error(
                     422, "Invalid", f"the server rejected our request due to an error in our request: {e}"
                 ) from e
-        elif content_type == MERGE_PATCH or (content_type == STRATEGIC_MERGE_PATCH and not rtype.custom):
-            patch = _object(request.data)
+        elif patch_type == MERGE_PATCH or (patch_type == STRATEGIC_MERGE_PATCH and not rtype.custom):
+            patch = as_object(request.data)
             self._check_preconditions(rtype, old, patch.get("metadata") or {})
             new = _merge_patch(old, patch)
         else:
@@ -492,8 +483,8 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         if request.name is None:
             raise api_error(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         rtype, key, old = self._target(request, writing=True)
-        options = _write_options(request, "UpdateOptions")
-        new = _object(_json_body(request))
+        options = write_options(request, "UpdateOptions")
+        new = as_object(json_body(request))
         meta = new.get("metadata") or {}
         if meta.get("name", request.name) != request.name:
             raise api_error(
@@ -511,7 +502,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
 
     async def _serve_delete(self, request: kmock.Request) -> Body:
         rtype, key, old = self._target(request, writing=True)
-        options = _write_options(request, "DeleteOptions")
+        options = write_options(request, "DeleteOptions")
         body = request.data if isinstance(request.data, dict) else {}
         self._check_preconditions(rtype, old, body.get("preconditions") or {})
         if not old["metadata"].get("finalizers"):
@@ -616,7 +607,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             message = f"{rtype.kind} in version {json.dumps(rtype.version)} cannot be handled as a {rtype.kind}"
             raise api_error(400, "BadRequest", f"{message}: strict decoding error: {unknown}")
         if options.warn:
-            _WARNINGS.get([]).extend(f"unknown field {json.dumps(field)}" for field in pruned)
+            WARNINGS.get([]).extend(f"unknown field {json.dumps(field)}" for field in pruned)
         if rtype.schema is not None:
             rtype.schema.default(obj)
             causes += rtype.schema.validate(obj)
@@ -735,39 +726,6 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         )
 
 
-def _header(request: kmock.Request, name: str) -> str | None:
-    return next((value for key, value in request.headers.items() if key.lower() == name.lower()), None)
-
-
-def _write_options(request: kmock.Request, kind: str) -> WriteOptions:
-    """The request's options; `kind` names them in the 422 for a dryRun other than All, as the API
-    server's does. A DELETE with a body (kubectl's) carries its options there, not in the query."""
-    if kind == "DeleteOptions" and isinstance(request.data, dict):
-        dry_run = list(request.data.get("dryRun") or [])
-    else:
-        dry_run = request.url.query.getall("dryRun", [])
-    if any(value != "All" for value in dry_run):
-        values = ", ".join(go(value) for value in dry_run)
-        message = f'Unsupported value: []string{{{values}}}: supported values: "All"'
-        cause = Cause("dryRun", "FieldValueNotSupported", message)
-        details = {"name": "", "group": "meta.k8s.io", "kind": kind, "causes": [dataclasses.asdict(cause)]}
-        raise api_error(422, "Invalid", f'{kind}.meta.k8s.io "" is invalid: {cause}', **details)
-    return WriteOptions(
-        strict=request.params.get("fieldValidation") == "Strict",
-        warn=request.params.get("fieldValidation", "Warn") in ("", "Warn"),  # the default since 1.23
-        dry_run=bool(dry_run),
-        user_agent=_header(request, "User-Agent") or "",
-    )
-
-
-def _tabular(request: kmock.Request) -> bool:
-    return wants_table(_header(request, "Accept") or "")
-
-
-def _included(request: kmock.Request) -> str | None:
-    return request.params.get("includeObject")
-
-
 async def _tabulated(
     rtype: ResourceType, events: AsyncIterator[Body | bytes], include: str | None
 ) -> AsyncIterator[Body | bytes]:
@@ -778,26 +736,6 @@ async def _tabulated(
             meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
             event = {"type": event["type"], "object": table(rtype.columns, [obj], meta, include)}
         yield event
-
-
-def _json_body(request: kmock.Request) -> Any:
-    """The request's JSON; kubectl's typed commands (`create namespace`, `create secret`) send
-    protobuf, which the emulator does not decode: a 415 says so (`kubectl apply -f` sends JSON)."""
-    content_type = (_header(request, "Content-Type") or "").split(";")[0].strip()
-    if content_type == PROTOBUF:
-        raise api_error(
-            415,
-            "UnsupportedMediaType",
-            f"the emulated API server takes JSON, not {PROTOBUF}: write this object with kubectl apply -f",
-        )
-    return request.data
-
-
-def _object(data: Any) -> Body:
-    """A body shaped like an object (a JSON object with an object for metadata), or a 400."""
-    if not isinstance(data, dict) or not isinstance(data.get("metadata", {}), dict):
-        raise api_error(400, "BadRequest", "the body must be a JSON object whose metadata is an object")
-    return copy.deepcopy(data)
 
 
 def _check_kind(rtype: ResourceType, body: Body) -> None:
