@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import bisect
 import copy
 import dataclasses
 import json
-import random
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import EllipsisType
 from typing import Any
@@ -25,9 +22,7 @@ from whatsapp_operator.devkit.kube_emulator import discovery, openapi
 from whatsapp_operator.devkit.kube_emulator.audit import ANONYMOUS, Access, bearer_token, request_attributes
 from whatsapp_operator.devkit.kube_emulator.printing import table
 from whatsapp_operator.devkit.kube_emulator.request import (
-    PLAIN_WRITE,
     WARNINGS,
-    WriteOptions,
     as_object,
     content_type,
     header,
@@ -40,33 +35,34 @@ from whatsapp_operator.devkit.kube_emulator.resources import (
     BUILTINS,
     CRDS,
     NAMESPACES,
-    SECRETS,
     WRITE_VERBS,
-    Change,
     PrunedField,
     ResourceType,
     Write,
 )
 from whatsapp_operator.devkit.kube_emulator.schema import (
     APPLY_PATCH,
-    GENERATE_ALPHABET,
     JSON_PATCH,
     MERGE_PATCH,
     NAMESPACE_PATH,
-    OBJECT_META_FIELDS,
     STRATEGIC_MERGE_PATCH,
-    SYSTEM_METADATA,
     Body,
     Cause,
     ObjectKey,
     api_error,
-    fold_string_data,
-    go,
-    metadata_causes,
-    now_rfc3339,
     status_body,
 )
 from whatsapp_operator.devkit.kube_emulator.selectors import field_selector, label_selector
+from whatsapp_operator.devkit.kube_emulator.store import ObjectStore, check_preconditions, invalid
+
+# The User-Agent of EmulatedCluster's verbs, to tell their writes from the operator's; here, where
+# tests have always imported it from.
+USER_AGENT = "kubectl/emulated"
+
+
+def _resize_watch_window(emulator: StrictKubernetesEmulator, _: attrs.Attribute[int], window: int) -> int:
+    emulator._store.watch_window = window
+    return window
 
 
 @attrs.define(kw_only=True)
@@ -78,27 +74,24 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
     a broken API server would: nothing is stored.
     """
 
-    watch_window: int = 10_000  # events kept per resource for watches resuming from a resourceVersion
+    # Changes kept per resource for watches resuming from a resourceVersion; settable while serving.
+    watch_window: int = attrs.field(default=10_000, on_setattr=_resize_watch_window)
 
     # Bearer tokens and their users, as a static token file: when any is given, a request without one
     # of them is a 401 (kopf and the operator's client log in again). None given: no authentication.
     tokens: dict[str, str] = attrs.field(factory=dict)
 
-    pruned: list[PrunedField] = attrs.field(factory=list, init=False)
     write_log: list[Write] = attrs.field(factory=list, init=False)
     audit_log: list[Access] = attrs.field(factory=list, init=False)  # every request, as RBAC sees it
 
     _types: dict[kmock.resource, ResourceType] = attrs.field(factory=dict, init=False)
-    _objects: kmock.ObjectsArray = attrs.field(factory=kmock.ObjectsArray, init=False)
-    _rv: int = attrs.field(default=0, init=False)
-    _log: dict[kmock.resource, list[Change]] = attrs.field(factory=dict, init=False)
-    _forgotten: dict[kmock.resource, int] = attrs.field(factory=dict, init=False)  # newest rv dropped
-    _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    _store: ObjectStore = attrs.field(init=False)
     _written: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
     _own_reactions: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self._store = ObjectStore(self.watch_window)
         for criterion, serve in self._routes().items():
             if criterion == kmock.action.CREATE:
                 self.fallback[criterion] << 201 << serve
@@ -107,7 +100,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         self._own_reactions = len(self._payloads)
         for rtype in BUILTINS:
             self.register(rtype)
-        self._create_object(NAMESPACES, None, {"metadata": {"name": "default"}, "spec": {"finalizers": ["kubernetes"]}})
+        self._store.create(NAMESPACES, None, {"metadata": {"name": "default"}, "spec": {"finalizers": ["kubernetes"]}})
 
     def _routes(self) -> dict[kmock.action | kmock.method, Callable[[kmock.Request], Awaitable[Any]]]:
         return {
@@ -138,7 +131,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         """Serve a CustomResourceDefinition's versions, refusing it as the API server would."""
         for rtype in discovery.crd_types(crd):
             self.register(rtype)
-        self._create_object(CRDS, None, discovery.established(crd))
+        self._store.create(CRDS, None, discovery.established(crd))
 
     def resolve(self, name: str) -> ResourceType:
         """A resource as kubectl finds it: by plural, singular, short name or kind (any case)."""
@@ -159,20 +152,25 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
     @property
     def objects(self) -> kmock.ObjectsArray:
         """Every object and its versions (kmock's array: `objects[resource, namespace, name].history`)."""
-        return self._objects
+        return self._store.objects
 
     @property
     def resource_version(self) -> int:
-        return self._rv
+        return self._store.resource_version
+
+    @property
+    def pruned(self) -> list[PrunedField]:
+        """The fields clients wrote that a schema does not declare (a test clears them once checked)."""
+        return self._store.pruned
 
     def read(self, resource: str, name: str, namespace: str | None = "default") -> Body | None:
         """The object as stored now (a copy), or None; no request is made or counted."""
         rtype = self.resolve(resource)
-        return self._current((rtype.ref, namespace if rtype.namespaced else None, name))
+        return self._store.current((rtype.ref, namespace if rtype.namespaced else None, name))
 
     async def next_change(self) -> None:
         """Return after the next write that changes anything (no-op writes do not count)."""
-        await self._changed.wait()
+        await self._store.next_change()
 
     async def next_write(self) -> None:
         """Return after the next write request is answered, refused or not."""
@@ -215,7 +213,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         for rtype in self._types.values():
             if rtype.kind != "Event":
                 continue
-            for key, obj in self._objects.items():
+            for key, obj in self._store.objects.items():
                 if key[0] != rtype.ref or obj.deleted:
                     continue
                 event = copy.deepcopy(obj.raw)
@@ -361,10 +359,11 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         rtype = self._type_of(request)
         matches = self._filter(request, rtype)
         items = sorted(
-            self._current_objects(rtype), key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])
+            self._store.current_objects(rtype),
+            key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]),
         )
         items = [obj for obj in items if matches(obj)]
-        metadata: Body = {"resourceVersion": str(self._rv)}
+        metadata: Body = {"resourceVersion": str(self._store.resource_version)}
         if request.params.get("continue"):
             after = json.loads(base64.urlsafe_b64decode(request.params["continue"]))
             items = [obj for obj in items if [obj["metadata"].get("namespace", ""), obj["metadata"]["name"]] > after]
@@ -386,47 +385,9 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         lifetime = request.params.get("timeoutSeconds")
         deadline = asyncio.get_running_loop().time() + float(lifetime) if lifetime else None
         initial = request.params.get("sendInitialEvents") == "true"
-        events = self._stream(rtype, matches, int(since), initial=initial, deadline=deadline)
+        events = self._store.changes(rtype, matches, int(since), initial=initial, deadline=deadline)
         return _tabulated(rtype, events, included(request)) if tabular(request) else events
 
-    async def _stream(
-        self,
-        rtype: ResourceType,
-        matches: Callable[[Body], bool],
-        since: int,
-        *,
-        initial: bool,
-        deadline: float | None,
-    ) -> AsyncIterator[Body | bytes]:
-        yield b""  # send the headers now: a watch may stay silent for long
-        cursor = since
-        if since == 0 or initial:
-            cursor = self._rv
-            for obj in self._current_objects(rtype):
-                if matches(obj):
-                    yield {"type": "ADDED", "object": obj}
-            if initial:
-                bookmark = {"resourceVersion": str(cursor), "annotations": {"k8s.io/initial-events-end": "true"}}
-                yield {
-                    "type": "BOOKMARK",
-                    "object": {"apiVersion": rtype.api_version, "kind": rtype.kind, "metadata": bookmark},
-                }
-        while True:
-            changed = self._changed  # before reading the log, so that no change slips between
-            if cursor < self._forgotten.get(rtype.ref, 0):
-                message = f"too old resource version: {cursor} ({self._forgotten[rtype.ref]})"
-                yield {"type": "ERROR", "object": status_body(api_error(410, "Expired", message))}
-                return
-            log = self._log.get(rtype.ref, [])
-            for change in log[bisect.bisect_right(log, cursor, key=lambda c: c.rv) :]:
-                cursor = change.rv
-                if matches(change.obj):
-                    yield {"type": change.type, "object": change.obj}
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await changed.wait()
-            except TimeoutError:
-                return
 
     async def _serve_create(self, request: kmock.Request) -> Body:
         rtype = self._type_of(request, writing=True)
@@ -440,7 +401,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
                 "BadRequest",
                 "the namespace of the provided object does not match the namespace sent on the request",
             )
-        return self._create_object(rtype, namespace, body, options)
+        return self._store.create(rtype, namespace, body, options)
 
     async def _serve_patch(self, request: kmock.Request) -> Body:
         rtype = self._type_of(request, writing=True)
@@ -465,7 +426,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
                 ) from e
         elif patch_type == MERGE_PATCH or (patch_type == STRATEGIC_MERGE_PATCH and not rtype.custom):
             patch = as_object(request.data)
-            self._check_preconditions(rtype, old, patch.get("metadata") or {})
+            check_preconditions(rtype, old, patch.get("metadata") or {})
             new = _merge_patch(old, patch)
         else:
             # What a real API server accepts (server-side apply included): custom resources take no
@@ -477,7 +438,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
                 "the body of the request was in an unknown format - accepted media types include: "
                 + ", ".join((*accepted, APPLY_PATCH)),
             )
-        return self._update_object(rtype, key, old, new, request.subresource, options)
+        return self._store.update(rtype, key, old, new, request.subresource, options)
 
     async def _serve_replace(self, request: kmock.Request) -> Body:
         if request.name is None:
@@ -496,181 +457,16 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
             cause = Cause(
                 "metadata.resourceVersion", "FieldValueInvalid", "Invalid value: 0x0: must be specified for an update"
             )
-            raise self._invalid(rtype, request.name, [cause])
-        self._check_preconditions(rtype, old, meta)
-        return self._update_object(rtype, key, old, new, request.subresource, options)
+            raise invalid(rtype, request.name, [cause])
+        check_preconditions(rtype, old, meta)
+        return self._store.update(rtype, key, old, new, request.subresource, options)
 
     async def _serve_delete(self, request: kmock.Request) -> Body:
         rtype, key, old = self._target(request, writing=True)
         options = write_options(request, "DeleteOptions")
         body = request.data if isinstance(request.data, dict) else {}
-        self._check_preconditions(rtype, old, body.get("preconditions") or {})
-        if not old["metadata"].get("finalizers"):
-            return self._remove(rtype, key, old, dry_run=options.dry_run)
-        if old["metadata"].get("deletionTimestamp"):
-            return old
-        new = copy.deepcopy(old)
-        new["metadata"].update(deletionTimestamp=now_rfc3339(), deletionGracePeriodSeconds=0)
-        if rtype.custom:
-            new["metadata"]["generation"] += 1
-        return self._commit(rtype, key, new, "MODIFIED", dry_run=options.dry_run)
-
-    # -- the API server's write path -------------------------------------------------------------
-
-    def _create_object(
-        self, rtype: ResourceType, namespace: str | None, body: Body, options: WriteOptions = PLAIN_WRITE
-    ) -> Body:
-        _check_kind(rtype, body)
-        meta = body.setdefault("metadata", {})
-        for field in SYSTEM_METADATA:
-            meta.pop(field, None)
-        if not rtype.namespaced:
-            meta.pop("namespace", None)
-        if not meta.get("name"):
-            if not meta.get("generateName"):
-                cause = Cause("metadata.name", "FieldValueRequired", "Required value: name or generateName is required")
-                raise self._invalid(rtype, "", [cause])
-            meta["name"] = self._generate_name(rtype, namespace, meta["generateName"])
-        key = (rtype.ref, namespace, meta["name"])
-        if self._current(key) is not None:
-            raise api_error(
-                409,
-                "AlreadyExists",
-                f'{rtype.qualified} "{meta["name"]}" already exists',
-                name=meta["name"],
-                group=rtype.group,
-                kind=rtype.plural,
-            )
-        if rtype.status_subresource:
-            body.pop("status", None)
-        if rtype is NAMESPACES:
-            body["status"] = {"phase": "Active"}
-        obj = self._admit(rtype, body, key, options)
-        if namespace is not None and self._current((NAMESPACES.ref, None, namespace)) is None:
-            # The NamespaceLifecycle admission plugin: a namespace is created first, explicitly.
-            raise api_error(404, "NotFound", f'namespaces "{namespace}" not found', name=namespace, kind="namespaces")
-        obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339())
-        if rtype.custom:
-            obj["metadata"]["generation"] = 1
-        return self._commit(rtype, key, obj, "ADDED", dry_run=options.dry_run)
-
-    def _update_object(
-        self, rtype: ResourceType, key: ObjectKey, old: Body, new: Body, subresource: str | None, options: WriteOptions
-    ) -> Body:
-        _check_kind(rtype, new)
-        if subresource == "status":
-            status = new.get("status")
-            new = {k: v for k, v in copy.deepcopy(old).items() if k != "status"}
-            if status is not None:
-                new["status"] = status
-        elif rtype.status_subresource:
-            new = {k: v for k, v in new.items() if k != "status"}
-            if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
-        meta = new["metadata"] = dict(new.get("metadata") or {})
-        for field in (*SYSTEM_METADATA, "name", "namespace"):
-            meta.pop(field, None)
-            if field in old["metadata"]:
-                meta[field] = old["metadata"][field]
-        obj = self._admit(rtype, new, key, options)
-        if obj == old:
-            return old  # a no-op write stores nothing and notifies no one, as in etcd
-        added = set(obj["metadata"].get("finalizers", [])) - set(old["metadata"].get("finalizers", []))
-        if old["metadata"].get("deletionTimestamp") and added:
-            cause = Cause(
-                "metadata.finalizers",
-                "FieldValueForbidden",
-                "Forbidden: no new finalizers can be added if the object is being deleted,"
-                f" found new finalizers {go(sorted(added))}",
-            )
-            raise self._invalid(rtype, key[2], [cause])
-        if rtype.custom and _spec_of(obj, rtype) != _spec_of(old, rtype):
-            obj["metadata"]["generation"] = old["metadata"]["generation"] + 1
-        if obj["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers"):
-            return self._remove(rtype, key, obj, dry_run=options.dry_run)
-        return self._commit(rtype, key, obj, "MODIFIED", dry_run=options.dry_run)
-
-    def _admit(self, rtype: ResourceType, body: Body, key: ObjectKey, options: WriteOptions) -> Body:
-        """Prune, default, and validate: what the API server does between decoding and storing.
-        `options.strict` (the client sent fieldValidation=Strict): an unknown field is refused, not dropped."""
-        obj = copy.deepcopy(body)
-        meta = obj["metadata"]
-        unknown_meta = sorted(set(meta) - OBJECT_META_FIELDS)
-        for field in unknown_meta:
-            del meta[field]
-        pruned = [f"metadata.{field}" for field in unknown_meta]
-        causes = metadata_causes(meta, dns_label=rtype is NAMESPACES)
-        if rtype.schema is not None:
-            pruned += rtype.schema.prune(obj)
-        if options.strict and pruned:
-            unknown = ", ".join(f"unknown field {json.dumps(field)}" for field in pruned)
-            message = f"{rtype.kind} in version {json.dumps(rtype.version)} cannot be handled as a {rtype.kind}"
-            raise api_error(400, "BadRequest", f"{message}: strict decoding error: {unknown}")
-        if options.warn:
-            WARNINGS.get([]).extend(f"unknown field {json.dumps(field)}" for field in pruned)
-        if rtype.schema is not None:
-            rtype.schema.default(obj)
-            causes += rtype.schema.validate(obj)
-        if rtype is SECRETS:
-            obj.setdefault("type", "Opaque")  # as the API server defaults it
-            causes += fold_string_data(obj)
-        if causes:
-            raise self._invalid(rtype, key[2], causes)
-        if not options.dry_run:  # nothing was lost where nothing is stored
-            self.pruned.extend(PrunedField(rtype.plural, key[1], key[2], field, options.user_agent) for field in pruned)
-        return obj
-
-    def _commit(self, rtype: ResourceType, key: ObjectKey, obj: Body, change: str, *, dry_run: bool = False) -> Body:
-        """Store a write and tell the watches; a dry run answers what would have been stored (with
-        the stored resourceVersion, none for a create) and changes nothing."""
-        if dry_run:
-            return obj
-        self._rv += 1
-        obj["metadata"]["resourceVersion"] = str(self._rv)
-        if change == "DELETED":
-            self._objects[key].delete()
-        elif key in self._objects:
-            self._objects[key].history.append(obj)
-        else:
-            self._objects[key] = obj
-        log = self._log.setdefault(rtype.ref, [])
-        log.append(Change(self._rv, change, obj))
-        if len(log) > 2 * self.watch_window:  # trim in batches: cheap, and watchers rarely lag
-            self._forgotten[rtype.ref] = log[-self.watch_window - 1].rv
-            del log[: -self.watch_window]
-        self._changed.set()
-        self._changed = asyncio.Event()
-        return obj
-
-    def _remove(self, rtype: ResourceType, key: ObjectKey, obj: Body, *, dry_run: bool = False) -> Body:
-        return self._commit(rtype, key, copy.deepcopy(obj), "DELETED", dry_run=dry_run)
-
-    def _generate_name(self, rtype: ResourceType, namespace: str | None, prefix: str) -> str:
-        while True:
-            name = prefix[:58] + "".join(random.choices(GENERATE_ALPHABET, k=5))
-            if self._current((rtype.ref, namespace, name)) is None:
-                return name
-
-    def _check_preconditions(self, rtype: ResourceType, old: Body, given: Mapping[str, Any]) -> None:
-        for field in ("uid", "resourceVersion"):
-            if given.get(field) and given[field] != old["metadata"].get(field):
-                name = old["metadata"]["name"]
-                message = (
-                    f'Operation cannot be fulfilled on {rtype.qualified} "{name}": the object has been modified;'
-                    " please apply your changes to the latest version and try again"
-                )
-                raise api_error(409, "Conflict", message, name=name, group=rtype.group, kind=rtype.plural)
-
-    def _invalid(self, rtype: ResourceType, name: str, causes: list[Cause]) -> kmock.KubernetesError:
-        listed = str(causes[0]) if len(causes) == 1 else f"[{', '.join(map(str, causes))}]"
-        kind = f"{rtype.kind}.{rtype.group}" if rtype.group else rtype.kind
-        details = {
-            "name": name,
-            "group": rtype.group,
-            "kind": rtype.kind,
-            "causes": [dataclasses.asdict(c) for c in causes],
-        }
-        return api_error(422, "Invalid", f'{kind} "{name}" is invalid: {listed}', **details)
+        check_preconditions(rtype, old, body.get("preconditions") or {})
+        return self._store.delete(rtype, key, old, options)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -694,7 +490,7 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         if request.subresource is not None and not (request.subresource == "status" and rtype.status_subresource):
             raise api_error(404, "NotFound", "the server could not find the requested resource")
         key = (rtype.ref, self._scope(rtype, request.namespace), request.name or "")
-        obj = self._current(key)
+        obj = self._store.current(key)
         if obj is None:
             raise api_error(
                 404,
@@ -705,14 +501,6 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
                 kind=rtype.plural,
             )
         return rtype, key, obj
-
-    def _current(self, key: ObjectKey) -> Body | None:
-        if key not in self._objects or self._objects[key].deleted:
-            return None
-        return copy.deepcopy(self._objects[key].raw)
-
-    def _current_objects(self, rtype: ResourceType) -> list[Body]:
-        return [obj.raw for key, obj in self._objects.items() if key[0] == rtype.ref and not obj.deleted]
 
     def _filter(self, request: kmock.Request, rtype: ResourceType) -> Callable[[Body], bool]:
         namespace, name = request.namespace, request.name
@@ -738,23 +526,6 @@ async def _tabulated(
         yield event
 
 
-def _check_kind(rtype: ResourceType, body: Body) -> None:
-    """Fill apiVersion and kind when absent (clients may omit them); refuse them when wrong."""
-    for field, expected in (("apiVersion", rtype.api_version), ("kind", rtype.kind)):
-        if body.setdefault(field, expected) != expected:
-            raise api_error(
-                400,
-                "BadRequest",
-                f"the {field} in the data ({body[field]}) does not match the expected {field} ({expected})",
-            )
-
-
-def _spec_of(obj: Body, rtype: ResourceType) -> Body:
-    """Whatever bumps generation when it changes: all but metadata (and status, if a subresource)."""
-    skip = {"metadata", "status"} if rtype.status_subresource else {"metadata"}
-    return {key: value for key, value in obj.items() if key not in skip}
-
-
 def _merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: objects merge, null deletes, everything else (lists included) replaces."""
     if not isinstance(patch, dict):
@@ -766,11 +537,4 @@ def _merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = _merge_patch(result.get(key), value)
     return result
-
-
-# ---------------------------------------------------------------------------------------------
-# The emulator on a loopback port, and the verbs of a kubectl user.
-
-USER_AGENT = "kubectl/emulated"  # the verbs' User-Agent, to tell their writes from the operator's
-
 
