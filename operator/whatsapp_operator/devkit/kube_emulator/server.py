@@ -1,36 +1,28 @@
-"""The strict emulator: kmock's scaffold with the API server's semantics on every request."""
+"""The strict emulator: kmock's scaffold with the API server's semantics on every request.
+
+It holds what is served (discovery), answers HTTP (authentication, the audit and write logs, Warning
+headers), and hands the verbs on objects to `handlers`, which write through `store`.
+"""
 
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import EllipsisType
 from typing import Any
 
 import aiohttp.web
 import attrs
-import jsonpatch
-import jsonpointer
 import kmock
 
 from whatsapp_operator.devkit.kube_emulator import discovery, openapi
 from whatsapp_operator.devkit.kube_emulator.audit import ANONYMOUS, Access, bearer_token, request_attributes
-from whatsapp_operator.devkit.kube_emulator.printing import table
-from whatsapp_operator.devkit.kube_emulator.request import (
-    WARNINGS,
-    as_object,
-    content_type,
-    header,
-    included,
-    json_body,
-    tabular,
-    write_options,
-)
+from whatsapp_operator.devkit.kube_emulator.handlers import Handlers
+from whatsapp_operator.devkit.kube_emulator.request import WARNINGS, header
 from whatsapp_operator.devkit.kube_emulator.resources import (
     BUILTINS,
     CRDS,
@@ -40,20 +32,8 @@ from whatsapp_operator.devkit.kube_emulator.resources import (
     ResourceType,
     Write,
 )
-from whatsapp_operator.devkit.kube_emulator.schema import (
-    APPLY_PATCH,
-    JSON_PATCH,
-    MERGE_PATCH,
-    NAMESPACE_PATH,
-    STRATEGIC_MERGE_PATCH,
-    Body,
-    Cause,
-    ObjectKey,
-    api_error,
-    status_body,
-)
-from whatsapp_operator.devkit.kube_emulator.selectors import field_selector, label_selector
-from whatsapp_operator.devkit.kube_emulator.store import ObjectStore, check_preconditions, invalid
+from whatsapp_operator.devkit.kube_emulator.schema import NAMESPACE_PATH, Body, api_error, status_body
+from whatsapp_operator.devkit.kube_emulator.store import ObjectStore
 
 # The User-Agent of EmulatedCluster's verbs, to tell their writes from the operator's; here, where
 # tests have always imported it from.
@@ -86,12 +66,14 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
 
     _types: dict[kmock.resource, ResourceType] = attrs.field(factory=dict, init=False)
     _store: ObjectStore = attrs.field(init=False)
+    _handlers: Handlers = attrs.field(init=False)
     _written: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
     _own_reactions: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self._store = ObjectStore(self.watch_window)
+        self._handlers = Handlers(self._types, self._store)
         for criterion, serve in self._routes().items():
             if criterion == kmock.action.CREATE:
                 self.fallback[criterion] << 201 << serve
@@ -104,13 +86,13 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
 
     def _routes(self) -> dict[kmock.action | kmock.method, Callable[[kmock.Request], Awaitable[Any]]]:
         return {
-            kmock.action.LIST: self._serve_list,
-            kmock.action.WATCH: self._serve_watch,
-            kmock.action.FETCH: self._serve_fetch,
-            kmock.action.CREATE: self._serve_create,
-            kmock.action.UPDATE: self._serve_patch,
-            kmock.action.DELETE: self._serve_delete,
-            kmock.method.PUT: self._serve_replace,
+            kmock.action.LIST: self._handlers.list,
+            kmock.action.WATCH: self._handlers.watch,
+            kmock.action.FETCH: self._handlers.fetch,
+            kmock.action.CREATE: self._handlers.create,
+            kmock.action.UPDATE: self._handlers.patch,
+            kmock.action.DELETE: self._handlers.delete,
+            kmock.method.PUT: self._handlers.replace,
         }
 
     # -- what is served ------------------------------------------------------------------------
@@ -347,194 +329,3 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         if warnings:  # one header of comma-separated values, which client-go reads as several
             headers["Warning"] = ", ".join(f"299 - {json.dumps(warning)}" for warning in warnings)
         return await kmock.Response(status=status, payload=payload, headers=headers)(request)
-
-    async def _serve_fetch(self, request: kmock.Request) -> Body:
-        rtype, _, obj = self._target(request)
-        if tabular(request):
-            metadata = {"resourceVersion": obj["metadata"]["resourceVersion"]}
-            return table(rtype.columns, [obj], metadata, included(request))
-        return obj
-
-    async def _serve_list(self, request: kmock.Request) -> Body:
-        rtype = self._type_of(request)
-        matches = self._filter(request, rtype)
-        items = sorted(
-            self._store.current_objects(rtype),
-            key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]),
-        )
-        items = [obj for obj in items if matches(obj)]
-        metadata: Body = {"resourceVersion": str(self._store.resource_version)}
-        if request.params.get("continue"):
-            after = json.loads(base64.urlsafe_b64decode(request.params["continue"]))
-            items = [obj for obj in items if [obj["metadata"].get("namespace", ""), obj["metadata"]["name"]] > after]
-        limit = int(request.params.get("limit") or 0)
-        if limit and len(items) > limit:
-            items = items[:limit]
-            last = [items[-1]["metadata"].get("namespace", ""), items[-1]["metadata"]["name"]]
-            metadata["continue"] = base64.urlsafe_b64encode(json.dumps(last).encode()).decode()
-        if tabular(request):
-            return table(rtype.columns, items, metadata, included(request))
-        return {"apiVersion": rtype.api_version, "kind": f"{rtype.kind}List", "metadata": metadata, "items": items}
-
-    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Body | bytes]:
-        rtype = self._type_of(request)
-        matches = self._filter(request, rtype)
-        since = request.params.get("resourceVersion") or "0"
-        if not since.isdigit():
-            raise api_error(400, "BadRequest", f"invalid resourceVersion: {since!r}")
-        lifetime = request.params.get("timeoutSeconds")
-        deadline = asyncio.get_running_loop().time() + float(lifetime) if lifetime else None
-        initial = request.params.get("sendInitialEvents") == "true"
-        events = self._store.changes(rtype, matches, int(since), initial=initial, deadline=deadline)
-        return _tabulated(rtype, events, included(request)) if tabular(request) else events
-
-
-    async def _serve_create(self, request: kmock.Request) -> Body:
-        rtype = self._type_of(request, writing=True)
-        options = write_options(request, "CreateOptions")
-        body = as_object(json_body(request))
-        namespace = self._scope(rtype, request.namespace)
-        meta = body.setdefault("metadata", {})
-        if rtype.namespaced and meta.setdefault("namespace", namespace) != namespace:
-            raise api_error(
-                400,
-                "BadRequest",
-                "the namespace of the provided object does not match the namespace sent on the request",
-            )
-        return self._store.create(rtype, namespace, body, options)
-
-    async def _serve_patch(self, request: kmock.Request) -> Body:
-        rtype = self._type_of(request, writing=True)
-        options = write_options(request, "PatchOptions")
-        patch_type = content_type(request)
-        if patch_type == APPLY_PATCH:
-            # Refused before the object is looked up: a NotFound would send `kubectl apply
-            # --server-side` of a new object looking for the wrong cause.
-            raise api_error(
-                415,
-                "UnsupportedMediaType",
-                f"server-side apply ({APPLY_PATCH}) is not served by the emulated API server:"
-                " use client-side kubectl apply (without --server-side)",
-            )
-        rtype, key, old = self._target(request, writing=True)
-        if patch_type == JSON_PATCH and isinstance(request.data, list):
-            try:
-                new = as_object(jsonpatch.apply_patch(old, request.data))
-            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as e:
-                raise api_error(
-                    422, "Invalid", f"the server rejected our request due to an error in our request: {e}"
-                ) from e
-        elif patch_type == MERGE_PATCH or (patch_type == STRATEGIC_MERGE_PATCH and not rtype.custom):
-            patch = as_object(request.data)
-            check_preconditions(rtype, old, patch.get("metadata") or {})
-            new = _merge_patch(old, patch)
-        else:
-            # What a real API server accepts (server-side apply included): custom resources take no
-            # strategic merge patch.
-            accepted = (JSON_PATCH, MERGE_PATCH) if rtype.custom else (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH)
-            raise api_error(
-                415,
-                "UnsupportedMediaType",
-                "the body of the request was in an unknown format - accepted media types include: "
-                + ", ".join((*accepted, APPLY_PATCH)),
-            )
-        return self._store.update(rtype, key, old, new, request.subresource, options)
-
-    async def _serve_replace(self, request: kmock.Request) -> Body:
-        if request.name is None:
-            raise api_error(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-        rtype, key, old = self._target(request, writing=True)
-        options = write_options(request, "UpdateOptions")
-        new = as_object(json_body(request))
-        meta = new.get("metadata") or {}
-        if meta.get("name", request.name) != request.name:
-            raise api_error(
-                400,
-                "BadRequest",
-                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({request.name})",
-            )
-        if rtype.custom and not meta.get("resourceVersion"):
-            cause = Cause(
-                "metadata.resourceVersion", "FieldValueInvalid", "Invalid value: 0x0: must be specified for an update"
-            )
-            raise invalid(rtype, request.name, [cause])
-        check_preconditions(rtype, old, meta)
-        return self._store.update(rtype, key, old, new, request.subresource, options)
-
-    async def _serve_delete(self, request: kmock.Request) -> Body:
-        rtype, key, old = self._target(request, writing=True)
-        options = write_options(request, "DeleteOptions")
-        body = request.data if isinstance(request.data, dict) else {}
-        check_preconditions(rtype, old, body.get("preconditions") or {})
-        return self._store.delete(rtype, key, old, options)
-
-    # -- reading ---------------------------------------------------------------------------------
-
-    def _type_of(self, request: kmock.Request, *, writing: bool = False) -> ResourceType:
-        rtype = self._types.get(request.resource) if request.resource is not None else None
-        if rtype is None:
-            raise api_error(404, "NotFound", "the server could not find the requested resource")
-        if writing and rtype.read_only:
-            raise api_error(
-                405, "MethodNotAllowed", f"the emulator serves {rtype.qualified} read-only: use register_crd()"
-            )
-        return rtype
-
-    def _scope(self, rtype: ResourceType, namespace: str | None) -> str | None:
-        if rtype.namespaced != (namespace is not None):
-            raise api_error(404, "NotFound", "the server could not find the requested resource")
-        return namespace
-
-    def _target(self, request: kmock.Request, *, writing: bool = False) -> tuple[ResourceType, ObjectKey, Body]:
-        rtype = self._type_of(request, writing=writing)
-        if request.subresource is not None and not (request.subresource == "status" and rtype.status_subresource):
-            raise api_error(404, "NotFound", "the server could not find the requested resource")
-        key = (rtype.ref, self._scope(rtype, request.namespace), request.name or "")
-        obj = self._store.current(key)
-        if obj is None:
-            raise api_error(
-                404,
-                "NotFound",
-                f'{rtype.qualified} "{request.name}" not found',
-                name=request.name,
-                group=rtype.group,
-                kind=rtype.plural,
-            )
-        return rtype, key, obj
-
-    def _filter(self, request: kmock.Request, rtype: ResourceType) -> Callable[[Body], bool]:
-        namespace, name = request.namespace, request.name
-        labels = label_selector(request.params.get("labelSelector", ""))
-        fields = field_selector(request.params.get("fieldSelector", ""))
-        return lambda obj: (
-            (namespace is None or obj["metadata"].get("namespace") == namespace)
-            and (name is None or obj["metadata"]["name"] == name)
-            and labels(obj["metadata"].get("labels") or {})
-            and fields(obj)
-        )
-
-
-async def _tabulated(
-    rtype: ResourceType, events: AsyncIterator[Body | bytes], include: str | None
-) -> AsyncIterator[Body | bytes]:
-    """A watch as `kubectl get -w` asks for it: each object as a one-row Table."""
-    async for event in events:
-        if isinstance(event, dict) and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-            obj = event["object"]
-            meta = {"resourceVersion": obj["metadata"]["resourceVersion"]}
-            event = {"type": event["type"], "object": table(rtype.columns, [obj], meta, include)}
-        yield event
-
-
-def _merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge, null deletes, everything else (lists included) replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge_patch(result.get(key), value)
-    return result
-
