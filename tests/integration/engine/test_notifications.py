@@ -39,12 +39,13 @@ from tests.support.operator_harness import (
 )
 from tests.support.peering import announced, create_peering, replica, started
 from tests.support.pg import StoppableDatabase, eventually, query
+from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.cli import main
 from whatsapp_operator.core.notifications import DeliveryPolicy
 from whatsapp_operator.core.phone import normalize_phone
 from whatsapp_operator.core.status import rfc3339
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
-from whatsapp_operator.devkit.manifests import notifier_spec
+from whatsapp_operator.devkit.manifests import NAMESPACE, SERVER, notifier_spec
 from whatsapp_operator.devkit.simulator import Simulator
 from whatsapp_operator.devkit.simulator.receiver import WebhookSink
 from whatsapp_operator.engine.notifier import NotifierSettings
@@ -245,6 +246,34 @@ async def test_a_restart_between_the_outbox_row_and_the_delivery_delivers_once(p
 
 
 WAITING = [("event", "delivered"), ("whatsapp", "pending")]
+
+
+async def test_a_decision_is_re_derived_for_an_instance_seen_after_its_prober_started(pg_url: str) -> None:
+    async with backends(notifier=notifier_spec(SENDER)) as (kube, sim):
+        sender = sim.add_instance(SENDER, "close")
+        async with running(operator_runtime(kube, pg_url)):
+            await connected(kube, sim, "driver-l")
+            sim.act("driver-l", "disconnect", 401)
+            await wait_phase(kube, "driver-l", "LoggedOut")
+            await eventually(lambda: [(r["channel"], r["state"]) for r in outbox(pg_url)] == WAITING, within=60)
+        # As if the operator had stopped before the row was written: `.status` holds the decision.
+        query(pg_url, "DELETE FROM whatsapp_operator.notifications")
+        sender.begin("open")
+        # The API server refuses the instances' list at first, so the server's prober starts before
+        # it has seen the instance (as in a large fleet, whose list comes after the server's).
+        refusing = True
+        kube.emulator["get", kube.emulator.resource(GROUP, VERSION, "whatsappinstances")][lambda: refusing] << 503
+        runtime = operator_runtime(kube, pg_url)
+        async with running(runtime):
+            await eventually(runtime.serving, within=60)
+            assert not runtime.fleet.of_server(NAMESPACE, SERVER), "the prober started before the instance came"
+            refusing = False
+            await eventually(lambda: len(texts(sim)) == 1, within=600)
+            await asyncio.sleep(300)
+
+    assert len(texts(sim)) == 1
+    assert len(kube.emulator.events(name="driver-l", reason="DriverNotified")) == 1, "the re-derived Event was there"
+    assert [(r["channel"], r["state"]) for r in outbox(pg_url)] == [("event", "delivered"), ("whatsapp", "delivered")]
 
 
 @pytest.mark.looptime(False)  # real time: Postgres stops for real (test_operator_database.py explains)
