@@ -13,6 +13,7 @@ from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 from whatsapp_operator.devkit.manifests import (
     NAMESPACE,
     STATUS_API_SECRET,
+    peering_manifest,
     secret_manifest,
     server_manifest,
     status_api_secret_manifest,
@@ -101,8 +102,7 @@ async def environment(
             await kube.create(status_api_secret_manifest(STATUS_API_TOKEN))
             settings["status_api_secret"] = (NAMESPACE, STATUS_API_SECRET)
         if peering is not None:
-            peering_object = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}}
-            await kube.create(peering_object)
+            await kube.create(peering_manifest(peering))
             settings["peering"] = peering
         runtime = operator_runtime(kube, database_url, listen, **settings)
         async with running(runtime):

@@ -45,6 +45,11 @@ def _secret(name: str, values: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def peering_manifest(name: str) -> dict[str, Any]:
+    """The ClusterKopfPeering an active/standby pair joins (kopf creates none: it waits for it)."""
+    return {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+
+
 def webhook_spec(url: str) -> dict[str, Any]:
     """An EvolutionServer's `webhook`: the operator's receiver, and the Secret key of its secret."""
     return {"url": url, "authSecretRef": {"name": SECRET, "key": WEBHOOK_SECRET_KEY}}

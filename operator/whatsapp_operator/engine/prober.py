@@ -117,20 +117,20 @@ class ServerProber:
     # -- membership: watch events (through the Runtime) tell the prober what exists --------------
 
     def load(self, members: Iterable[Member]) -> None:
-        """Track what the fleet knows of this server, and give the outbox any decision `.status`
-        holds that may have missed it (a restart between the decision and its outbox row)."""
-        since = self.clock.now() - self.notify_deadline
+        """Track what the fleet knows of this server."""
         for member in members:
             self.track(member, changed=False)
-            self.recorder.recover(self.tracked[member.spec.key], since)
 
     def track(self, member: Member, *, changed: bool) -> None:
         """An instance was seen (a watch event, or the load at start): track it, or, if its spec
-        `changed`, probe it soon."""
+        `changed`, probe it soon. A newly tracked one gives the outbox any decision its `.status`
+        holds that may have missed it (a restart or a takeover between the decision and its row),
+        whether it was in the fleet when the prober started or its watch event came later."""
         now = self.clock.monotonic()
         key = member.spec.key
         if key not in self.tracked:
             t = self.tracked[key] = Tracked.of(member)
+            self.recorder.recover(t, self.clock.now() - self.notify_deadline)
             if t.state.phase is Phase.PENDING:
                 self.schedule.set(key, now)  # new: probe right away
             else:

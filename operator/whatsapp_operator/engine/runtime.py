@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from whatsapp_operator.core.notifications import DeliveryPolicy, Notification
+from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.core.resources import InstanceKey, InstanceSpec
 from whatsapp_operator.core.state import ConditionStatus
 from whatsapp_operator.db.outbox import Outbox
@@ -43,6 +43,9 @@ class Runtime:
     drift: DriftRepair | None = None  # with a mirror: the rows that disagree, rewritten every round
     http: HttpService | None = None  # the status API and, with a database, the webhook receiver
     notifier: Notifier | None = None
+    # How the notifier paces itself; `--notify-deadline` replaces the policy's deadline. Tests in real
+    # time shorten its waits (the 30 s between looks at a sender that is not open).
+    notifier_settings: NotifierSettings = dataclasses.field(default_factory=NotifierSettings)
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
     metrics_url: str | None = None  # the scrape endpoint's full URL once it listens
     memory_outbox: MemoryOutbox | None = None  # the outbox when there is no database
@@ -78,12 +81,13 @@ class Runtime:
         else:
             store = self.memory_outbox = MemoryOutbox()
         self._channels = Channels(self.prober, self.kube)
-        policy = DeliveryPolicy(deadline=datetime.timedelta(seconds=self.config.notify_deadline))
+        policy = self.notifier_settings.policy
+        policy = dataclasses.replace(policy, deadline=datetime.timedelta(seconds=self.config.notify_deadline))
         self.notifier = Notifier(
             store,
             self._channels.deliver,
             delivered=self.notified,
-            settings=NotifierSettings(policy=policy),
+            settings=dataclasses.replace(self.notifier_settings, policy=policy),
             active=self.serving,
             metrics=self.metrics,
         )

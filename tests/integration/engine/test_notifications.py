@@ -3,7 +3,8 @@ real embedded Postgres (looptime, as test_operator_database.py explains), and a 
 
 Each notification goes out once per disconnection episode on each channel: a WhatsApp text from the
 sender instance (the simulator's sent messages), a DriverNotified Event, a signed callback that the
-`standardwebhooks` package verifies. One test runs `whatsapp-operator run` as a process, to SIGKILL it.
+`standardwebhooks` package verifies. One test runs `whatsapp-operator run` as a process, to SIGKILL it;
+another an active/standby pair through kopf's peering, the standby taking over.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import json
 import os
 import sys
@@ -23,6 +25,8 @@ import pytest
 import standardwebhooks
 from psycopg.rows import dict_row
 
+from tests.support.loop_thread import LoopThread
+from tests.support.metrics import scrape
 from tests.support.operator_harness import (
     IssuedCodes,
     backends,
@@ -33,14 +37,18 @@ from tests.support.operator_harness import (
     wait_instance,
     wait_phase,
 )
+from tests.support.peering import announced, create_peering, replica, started
 from tests.support.pg import StoppableDatabase, eventually, query
+from whatsapp_operator import GROUP, VERSION
 from whatsapp_operator.cli import main
+from whatsapp_operator.core.notifications import DeliveryPolicy
 from whatsapp_operator.core.phone import normalize_phone
 from whatsapp_operator.core.status import rfc3339
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
-from whatsapp_operator.devkit.manifests import notifier_spec
+from whatsapp_operator.devkit.manifests import NAMESPACE, SERVER, notifier_spec
 from whatsapp_operator.devkit.simulator import Simulator
 from whatsapp_operator.devkit.simulator.receiver import WebhookSink
+from whatsapp_operator.engine.notifier import NotifierSettings
 from whatsapp_operator.engine.runner import running
 from whatsapp_operator.engine.runtime import Runtime
 from whatsapp_operator.engine.settings import Config
@@ -238,6 +246,34 @@ async def test_a_restart_between_the_outbox_row_and_the_delivery_delivers_once(p
 
 
 WAITING = [("event", "delivered"), ("whatsapp", "pending")]
+
+
+async def test_a_decision_is_re_derived_for_an_instance_seen_after_its_prober_started(pg_url: str) -> None:
+    async with backends(notifier=notifier_spec(SENDER)) as (kube, sim):
+        sender = sim.add_instance(SENDER, "close")
+        async with running(operator_runtime(kube, pg_url)):
+            await connected(kube, sim, "driver-l")
+            sim.act("driver-l", "disconnect", 401)
+            await wait_phase(kube, "driver-l", "LoggedOut")
+            await eventually(lambda: [(r["channel"], r["state"]) for r in outbox(pg_url)] == WAITING, within=60)
+        # As if the operator had stopped before the row was written: `.status` holds the decision.
+        query(pg_url, "DELETE FROM whatsapp_operator.notifications")
+        sender.begin("open")
+        # The API server refuses the instances' list at first, so the server's prober starts before
+        # it has seen the instance (as in a large fleet, whose list comes after the server's).
+        refusing = True
+        kube.emulator["get", kube.emulator.resource(GROUP, VERSION, "whatsappinstances")][lambda: refusing] << 503
+        runtime = operator_runtime(kube, pg_url)
+        async with running(runtime):
+            await eventually(runtime.serving, within=60)
+            assert not runtime.fleet.of_server(NAMESPACE, SERVER), "the prober started before the instance came"
+            refusing = False
+            await eventually(lambda: len(texts(sim)) == 1, within=600)
+            await asyncio.sleep(300)
+
+    assert len(texts(sim)) == 1
+    assert len(kube.emulator.events(name="driver-l", reason="DriverNotified")) == 1, "the re-derived Event was there"
+    assert [(r["channel"], r["state"]) for r in outbox(pg_url)] == [("event", "delivered"), ("whatsapp", "delivered")]
 
 
 @pytest.mark.looptime(False)  # real time: Postgres stops for real (test_operator_database.py explains)
@@ -462,9 +498,12 @@ async def test_an_operator_killed_before_the_outbox_row_and_after_it_delivers_on
     pg_stoppable: StoppableDatabase, tmp_path: Path
 ) -> None:
     url, log, other = pg_stoppable.url, tmp_path / "operator.log", "+5521998765432"
-    async with WebhookSink() as sink, backends(
-        CALLBACK_SECRET, notifier=notifier_spec(SENDER, f"{sink.url}/whatsapp-events"), probe={"intervalSeconds": 5}
-    ) as (kube, sim):
+    async with (
+        WebhookSink() as sink,
+        backends(
+            CALLBACK_SECRET, notifier=notifier_spec(SENDER, f"{sink.url}/whatsapp-events"), probe={"intervalSeconds": 5}
+        ) as (kube, sim),
+    ):
         sim.add_instance(SENDER, "open")
         async with operator_process(kube, url, log):
             await connected(kube, sim, "driver-m")
@@ -520,3 +559,69 @@ async def test_without_a_database_a_restarted_operators_event_is_not_taken_for_a
 
     # The memory outbox numbered both notifications 1; their Events are still two.
     assert len(kube.emulator.events(name="driver-g", reason="DriverNotified")) == 2
+
+
+@pytest.mark.looptime(False)  # real time: the standby runs on an event loop of its own (tests/support/peering.py)
+async def test_a_standby_taking_over_delivers_the_waiting_text_once(pg_url: str) -> None:
+    async with (
+        WebhookSink() as sink,
+        backends(CALLBACK_SECRET, notifier=notifier_spec(SENDER, f"{sink.url}/whatsapp-events"), **FAST) as (kube, sim),
+    ):
+        await create_peering(kube)
+        sender = sim.add_instance(SENDER, "close")
+        standby = replica(kube, priority=0, database_url=pg_url)
+        standby.notifier_settings = SENDER_LOOKS
+        thread: LoopThread | None = None
+        try:
+            active = replica(kube, priority=100, database_url=pg_url)
+            active.notifier_settings = SENDER_LOOKS
+            async with running(active):
+                await connected(kube, sim, "driver-s")
+                thread = await started(standby)
+                await announced(kube, replicas=2)
+                sim.act("driver-s", "disconnect", 401)
+                await wait_phase(kube, "driver-s", "LoggedOut", within=30)
+                # The Event and the callback go out; the text waits for the sender (the active looked).
+                await eventually(lambda: states(pg_url) == WAITING_FOR_SENDER and sender_looked_at(pg_url), within=30)
+                by_active, by_standby = await scrape(active), await scrape(standby)
+            # The active replica left the peering as it stopped: the standby takes over, re-derives the
+            # decision from `.status` (a no-op: the row exists) and takes the pending text.
+            sender.begin("open")
+            await eventually(lambda: len(texts(sim)) == 1, within=90)
+            await asyncio.sleep(3)  # nothing more comes
+            after = await scrape(standby)
+        finally:
+            if thread is not None:
+                await thread.stop_async()
+
+    (text,) = texts(sim)
+    assert text.instance == SENDER
+    assert len(kube.emulator.events(name="driver-s", reason="DriverNotified")) == 1
+    (post,) = sink.posts
+    assert standardwebhooks.Webhook(CALLBACK_SECRET).verify(post.raw, post.headers)["instance"] == "driver-s"
+    assert [(r["channel"], r["state"], r["attempts"]) for r in outbox(pg_url)] == [
+        ("callback", "delivered", 1),
+        ("event", "delivered", 1),
+        ("whatsapp", "delivered", 1),
+    ], "one notification, one row per channel"
+    total = f"{PREFIX}_notifications_total"
+    # The standby neither attempted a delivery nor looked at the outbox while it stood by.
+    assert by_standby.value(total) == by_standby.value(f"{PREFIX}_notifications_pending") == 0
+    assert by_active.by(total, "channel", result="delivered") == {"callback": 1, "event": 1, "whatsapp": 0}
+    assert after.by(total, "channel", result="delivered") == {"callback": 0, "event": 0, "whatsapp": 1}
+
+
+WAITING_FOR_SENDER = {
+    ("driver-s", "callback", "delivered"),
+    ("driver-s", "event", "delivered"),
+    ("driver-s", "whatsapp", "pending"),
+}
+PREFIX = "whatsapp_operator"
+FAST = {"probe": {"intervalSeconds": 5}}  # a disconnection is seen within 5 s, in real time
+# A sender not open is looked at again every 2 s, not 30: real time, here.
+SENDER_LOOKS = NotifierSettings(policy=DeliveryPolicy(wait=datetime.timedelta(seconds=2)))
+
+
+def sender_looked_at(url: str) -> bool:
+    """The notifier found the sender not open (a look, not an attempt): the text waits."""
+    return any(r["channel"] == "whatsapp" and r["last_error"] for r in outbox(url))

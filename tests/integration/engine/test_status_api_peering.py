@@ -5,34 +5,15 @@ so that neither kopf cancels the other's tasks when it stops."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from tests.support.loop_thread import LoopThread
-from tests.support.operator_harness import STATUS_API_TOKEN, backends, instance_manifest, operator_runtime, wait_phase
+from tests.support.operator_harness import STATUS_API_TOKEN, backends, instance_manifest, wait_phase
+from tests.support.peering import announced, create_peering, replica, started
 from tests.support.status_api import Answer, StatusClient, status_client
 from whatsapp_operator.devkit.manifests import NAMESPACE, STATUS_API_SECRET, status_api_secret_manifest
-from whatsapp_operator.engine.runner import operate, running
-from whatsapp_operator.engine.runtime import Runtime
+from whatsapp_operator.engine.runner import running
 
-PEERING = "whatsapp-operator"
-
-
-async def started(runtime: Runtime) -> LoopThread:
-    """The operator of `runtime` in a thread, once its HTTP server listens."""
-
-    async def main(stop: asyncio.Event) -> None:
-        await operate(runtime.config, runtime=runtime, stop_flag=stop)
-
-    thread = LoopThread(main, "standby replica")
-    thread.start()
-    async with asyncio.timeout(30):
-        while runtime.http is None or runtime.http.url is None:  # noqa: ASYNC110  # another loop's state
-            await asyncio.sleep(0.05)
-    return thread
-
-
-def replica(kube: Any, priority: int) -> Runtime:
-    return operator_runtime(kube, peering=PEERING, priority=priority, status_api_secret=(NAMESPACE, STATUS_API_SECRET))
+STATUS_API = {"status_api_secret": (NAMESPACE, STATUS_API_SECRET)}
 
 
 async def until(api: StatusClient, status: int, within: float) -> Answer:
@@ -45,23 +26,20 @@ async def until(api: StatusClient, status: int, within: float) -> Answer:
 async def test_a_standby_answers_503_until_it_takes_over() -> None:
     async with backends() as (kube, sim):
         await kube.create(status_api_secret_manifest(STATUS_API_TOKEN))
-        await kube.create({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}})
+        await create_peering(kube)
         sim.add_instance("ana", "open")
         await kube.create(instance_manifest("ana"))
-        standby = replica(kube, priority=0)
+        standby = replica(kube, priority=0, **STATUS_API)
         thread: LoopThread | None = None
         try:
-            active = replica(kube, priority=100)
+            active = replica(kube, priority=100, **STATUS_API)
             async with running(active):
                 await wait_phase(kube, "ana", "Connected", within=30)
                 async with status_client(active.http.url if active.http else None) as api:
                     assert (await api.get("ana")).status == 200
                 thread = await started(standby)
                 async with status_client(standby.http.url if standby.http else None) as api:
-                    async with asyncio.timeout(30):  # both replicas have announced themselves
-                        await kube.wait_for(
-                            "clusterkopfpeerings", PEERING, lambda o: len((o or {}).get("status") or {}) == 2
-                        )
+                    await announced(kube, replicas=2)
                     answer = await api.get("ana")
                     assert (answer.status, answer.headers["Retry-After"]) == (503, "5")
                     assert answer.headers["Cache-Control"] == "no-store"
