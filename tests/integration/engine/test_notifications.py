@@ -80,6 +80,18 @@ async def connected(kube: EmulatedCluster, sim: Simulator, name: str, phone: str
     await wait_phase(kube, name, "Connected")
 
 
+async def logged_out_with_its_text_waiting(kube: EmulatedCluster, sim: Simulator, name: str, url: str) -> None:
+    """A connected driver logged out while the sender is `close`: the Event went out, the text waits
+    for the sender in the outbox."""
+    await connected(kube, sim, name)
+    sim.act(name, "disconnect", 401)
+    await wait_phase(kube, name, "LoggedOut")
+    await eventually(lambda: [(r["channel"], r["state"]) for r in outbox(url)] == WAITING, within=60)
+
+
+WAITING = [("event", "delivered"), ("whatsapp", "pending")]
+
+
 async def test_a_logout_notifies_once_on_each_channel(pg_url: str) -> None:
     async with WebhookSink() as sink:
         spec = notifier_spec(SENDER, f"{sink.url}/whatsapp-events")
@@ -228,11 +240,7 @@ async def test_a_restart_between_the_outbox_row_and_the_delivery_delivers_once(p
     async with backends(notifier=notifier_spec(SENDER)) as (kube, sim):
         sender = sim.add_instance(SENDER, "close")
         async with running(operator_runtime(kube, pg_url)):
-            await connected(kube, sim, "driver-c")
-            sim.act("driver-c", "disconnect", 401)
-            await wait_phase(kube, "driver-c", "LoggedOut")
-            # The Event went out; the text waits for the sender, in the outbox, when the operator stops.
-            await eventually(lambda: [(r["channel"], r["state"]) for r in outbox(pg_url)] == WAITING, within=60)
+            await logged_out_with_its_text_waiting(kube, sim, "driver-c", pg_url)  # when the operator stops
         sender.begin("open")
         async with running(operator_runtime(kube, pg_url)):
             # The new operator's wall clock starts from real time, minutes behind the first one's
@@ -245,17 +253,11 @@ async def test_a_restart_between_the_outbox_row_and_the_delivery_delivers_once(p
     assert [(r["channel"], r["state"]) for r in outbox(pg_url)] == [("event", "delivered"), ("whatsapp", "delivered")]
 
 
-WAITING = [("event", "delivered"), ("whatsapp", "pending")]
-
-
 async def test_a_decision_is_re_derived_for_an_instance_seen_after_its_prober_started(pg_url: str) -> None:
     async with backends(notifier=notifier_spec(SENDER)) as (kube, sim):
         sender = sim.add_instance(SENDER, "close")
         async with running(operator_runtime(kube, pg_url)):
-            await connected(kube, sim, "driver-l")
-            sim.act("driver-l", "disconnect", 401)
-            await wait_phase(kube, "driver-l", "LoggedOut")
-            await eventually(lambda: [(r["channel"], r["state"]) for r in outbox(pg_url)] == WAITING, within=60)
+            await logged_out_with_its_text_waiting(kube, sim, "driver-l", pg_url)
         # As if the operator had stopped before the row was written: `.status` holds the decision.
         query(pg_url, "DELETE FROM whatsapp_operator.notifications")
         sender.begin("open")
