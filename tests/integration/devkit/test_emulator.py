@@ -68,6 +68,71 @@ async def test_discovery_describes_resources_as_kopf_reads_them(kube: EmulatedCl
     assert {"secrets", "events", "namespaces", "namespaces/status"} <= {r["name"] for r in core["resources"]}
 
 
+KUBECTL_DISCOVERY = (  # what kubectl 1.32 asks /api and /apis for
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+)
+AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+async def aggregated(kube: EmulatedCluster, path: str, accept: str = KUBECTL_DISCOVERY) -> tuple[str, Any]:
+    async with kube._server.client.get(path, headers={"Accept": accept}) as response:
+        assert response.status == 200
+        return response.headers["Content-Type"], await response.json(content_type=None)
+
+
+async def test_aggregated_discovery_serves_every_group_in_one_document(kube: EmulatedCluster) -> None:
+    content_type, apis = await aggregated(kube, "/apis")
+    assert content_type == AGGREGATED_V2
+    assert (apis["kind"], apis["apiVersion"]) == ("APIGroupDiscoveryList", "apidiscovery.k8s.io/v2")
+    groups = {item["metadata"]["name"]: item for item in apis["items"]}
+    assert {"whatsapp.evolution-operator.io", "events.k8s.io", "kopf.dev", "apiextensions.k8s.io"} <= set(groups)
+    (version,) = groups["whatsapp.evolution-operator.io"]["versions"]
+    assert (version["version"], version["freshness"]) == ("v1alpha1", "Current")
+    resources = {resource["resource"]: resource for resource in version["resources"]}
+    assert set(resources) == {"whatsappinstances", "evolutionservers"}, "status is a subresource, not a resource"
+    wai = resources["whatsappinstances"]
+    group, version_name = API.split("/")
+    assert wai["responseKind"] == {"group": group, "version": version_name, "kind": "WhatsAppInstance"}
+    assert (wai["scope"], wai["singularResource"]) == ("Namespaced", "whatsappinstance")
+    assert (wai["shortNames"], wai["categories"]) == (["wai"], ["whatsapp"])
+    assert {"get", "list", "watch", "create", "update", "patch", "delete"} <= set(wai["verbs"])
+    assert wai["subresources"] == [
+        {"subresource": "status", "responseKind": wai["responseKind"], "verbs": ["get", "patch", "update"]}
+    ]
+    assert (resources["evolutionservers"]["shortNames"], resources["evolutionservers"]["categories"]) == (
+        ["evo"],
+        ["whatsapp"],
+    )
+    crds = groups["apiextensions.k8s.io"]["versions"][0]["resources"][0]
+    assert (crds["scope"], crds["responseKind"]["group"]) == ("Cluster", ""), "a built-in's kind names no group"
+
+    _, api = await aggregated(kube, "/api")
+    (core,) = api["items"]
+    assert core["metadata"] == {}, "the core group has no name"
+    (v1,) = core["versions"]
+    namespaces = next(resource for resource in v1["resources"] if resource["resource"] == "namespaces")
+    assert (namespaces["scope"], namespaces["shortNames"], namespaces["subresources"][0]["subresource"]) == (
+        "Cluster",
+        ["ns"],
+        "status",
+    )
+    assert {"secrets", "configmaps", "events"} <= {resource["resource"] for resource in v1["resources"]}
+
+
+async def test_aggregated_discovery_in_the_version_asked_for_and_legacy_for_plain_json(kube: EmulatedCluster) -> None:
+    beta = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+    content_type, apis = await aggregated(kube, "/apis", beta)
+    assert content_type == "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+    assert apis["apiVersion"] == "apidiscovery.k8s.io/v2beta1"
+    for accept in ("application/json", "application/json, */*", f"application/json,{AGGREGATED_V2}"):
+        content_type, apis = await aggregated(kube, "/apis", accept)
+        assert "apidiscovery" not in content_type, accept
+        assert apis["kind"] == "APIGroupList"
+        _, api = await aggregated(kube, "/api", accept)
+        assert api["kind"] == "APIVersions"
+
+
 async def test_create_fills_metadata_and_defaults_and_drops_status(kube: EmulatedCluster) -> None:
     created = await kube.create({**instance(), "status": {"phase": "Connected"}})
     meta = created["metadata"]

@@ -44,7 +44,8 @@ instances:
   - {name: driver-carla, start: connecting, number: "5531991234567"}
 """
 PHASES = {str(phase) for phase in Phase}
-API = "whatsapp.evolution-operator.io/v1alpha1"
+GROUP = "whatsapp.evolution-operator.io"
+API = f"{GROUP}/v1alpha1"
 AGE = re.compile(r"\d+[smhdy](\d+[smhd])?")
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
@@ -207,6 +208,34 @@ def test_get_the_category_lists_both_kinds(demo: Demo) -> None:
     server = row(demo.kubectl("get", "evo", "-o", "wide").stdout, "default")
     assert (server["BREAKER"], server["INSTANCES"], server["CONNECTED"]) == ("Closed", "3", "1")
     assert (server["UNHEALTHY"], server["UNKNOWN"], server["PAIRING"]) == ("1", "0", "1"), "driver-davi, logged out"
+
+
+DISCOVERY_DOCUMENT = re.compile(r"/api(/v1)?|/apis(/[^/]+){0,2}")  # not a list: those name a resource
+
+
+def test_discovery_is_aggregated_as_a_132_api_servers(demo: Demo, tmp_path: Path) -> None:
+    """kubectl reads /api and /apis in one aggregated document each and no per-group document (a
+    fresh cache, so that every request it makes is heard)."""
+    assert KUBECTL is not None
+
+    def discovered(*args: str) -> tuple[str, list[str]]:
+        command = [KUBECTL, "--kubeconfig", str(demo.state / "kubeconfig"), "--cache-dir", str(tmp_path), "-v=6"]
+        done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, check=True)
+        requested = re.findall(r"GET https?://[^/\s]+(/\S*?)(?:\?\S*)? 200 OK", done.stderr)
+        return done.stdout, [path for path in requested if DISCOVERY_DOCUMENT.fullmatch(path)]
+
+    got, requested = discovered("get", "whatsapp", "-o", "name")
+    assert requested == ["/api", "/apis"]
+    assert {"evolutionserver.whatsapp.evolution-operator.io/default"} < set(got.split())
+    listed, requested = discovered("api-resources")
+    assert requested == ["/api", "/apis"], "api-resources reads discovery again, aggregated"
+    header, resources = table(listed)
+    assert header == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
+    assert resources["whatsappinstances"][1:] == ["wai", API, "true", "WhatsAppInstance"]
+    assert resources["evolutionservers"][1] == "evo"
+    assert "whatsappinstances/status" not in resources
+    whatsapp = demo.kubectl("api-resources", "--categories", "whatsapp", "-o", "name").stdout.split()
+    assert sorted(whatsapp) == [f"evolutionservers.{GROUP}", f"whatsappinstances.{GROUP}"]
 
 
 def test_describe_shows_the_operators_events(demo: Demo) -> None:

@@ -19,7 +19,9 @@ does on every write what a real API server does:
 - finalizers and deletionTimestamp; DELETE returns the object; list and watch with resourceVersion,
   sendInitialEvents, label and field selectors, timeoutSeconds, and 410 Gone past the watch window;
 - discovery as the API server writes it (a subresource is an entry of its own, without the short
-  names and categories of its resource), as kopf and kubectl read it;
+  names and categories of its resource), as kopf and kubectl read it; aggregated discovery
+  (apidiscovery.k8s.io v2 or v2beta1, a subresource inside its resource) on `/api` and `/apis`
+  when the Accept header asks for it first, as kubectl does, so it reads no per-group document;
 - what kubectl asks for: Tables (`Accept: ...;as=Table;g=meta.k8s.io`) for get, list and watch, with
   the CRD's printer columns evaluated and typed like the API server's (ages for `date` columns,
   priority-1 columns for `-o wide`); `/openapi/v3` documents that say every kind takes
@@ -43,8 +45,7 @@ peerings (kopf.dev, schema-less) and the CRDs themselves (read-only: use `regist
 Not emulated: server-side apply (a 415 that says to apply client-side) and strategic merge on
 custom resources (415, as on a real server), garbage collection of owned objects, admission
 webhooks, authentication other than bearer tokens, RBAC itself (tests check the audit log against
-the rules), `/openapi/v2` (kubectl falls back from it), aggregated discovery (kubectl falls back to
-the per-group documents).
+the rules), `/openapi/v2` (kubectl falls back from it).
 
 Test and demo tooling: nothing in the operator imports this package.
 """

@@ -1,5 +1,6 @@
 """What the emulator serves, as discovery documents say it and as kubectl names it: the resource
-types of a CRD, an APIResourceList, a resource by any of its names."""
+types of a CRD, an APIResourceList, the aggregated APIGroupDiscoveryList, a resource by any of its
+names."""
 
 
 from __future__ import annotations
@@ -81,6 +82,66 @@ def resource_list(types: Iterable[ResourceType], group: str, version: str) -> Bo
             resources.append(status | {"kind": rtype.kind, "verbs": ["get", "patch", "update"]})
     listing = {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": rtype.api_version}
     return listing | {"resources": resources}
+
+
+AGGREGATED_GROUP = "apidiscovery.k8s.io"
+# What a 1.32 API server answers aggregated discovery in; v2beta1 is still served (gone in 1.33).
+AGGREGATED_VERSIONS = ("v2", "v2beta1")
+
+
+def aggregated_version(accept: str) -> str | None:
+    """The apidiscovery.k8s.io version the Accept header takes first, or None where it takes plain
+    JSON first: the API server answers the first media type it can serve, in the client's order."""
+    for clause in accept.split(","):
+        media, *parameters = (part.strip() for part in clause.split(";"))
+        options = dict(parameter.partition("=")[::2] for parameter in parameters)
+        if "as" not in options:
+            return None
+        if (
+            media == "application/json"
+            and options["as"] == "APIGroupDiscoveryList"
+            and options.get("g") == AGGREGATED_GROUP
+            and options.get("v") in AGGREGATED_VERSIONS
+        ):
+            return options["v"]
+    return None
+
+
+def aggregated_discovery(types: Iterable[ResourceType], *, core: bool, version: str) -> Body:
+    """The APIGroupDiscoveryList of `/api` (core) or `/apis` (every other group), restructured from
+    the APIResourceLists as the API server converts them: a subresource goes inside its resource."""
+    types = list(types)
+    group_versions = dict.fromkeys((t.group, t.version) for t in types if (t.group == "") == core)
+    groups: dict[str, list[Body]] = {}
+    for group, group_version in group_versions:
+        resources = _resource_discoveries(types, group, group_version)
+        groups.setdefault(group, []).append({"version": group_version, "resources": resources, "freshness": "Current"})
+    items = [{"metadata": {"name": group} if group else {}, "versions": versions} for group, versions in groups.items()]
+    listing = {"kind": "APIGroupDiscoveryList", "apiVersion": f"{AGGREGATED_GROUP}/{version}", "metadata": {}}
+    return listing | {"items": items}
+
+
+def _resource_discoveries(types: list[ResourceType], group: str, version: str) -> list[Body]:
+    # A CRD's responseKind names its group and version; a built-in's leaves them empty, as the
+    # APIResource the API server converts it from does.
+    custom = {t.plural for t in types if t.group == group and t.version == version and t.custom}
+    resources: dict[str, Body] = {}
+    for entry in resource_list(types, group, version)["resources"]:
+        plural, _, subresource = entry["name"].partition("/")
+        named = plural in custom
+        kind = {"group": group if named else "", "version": version if named else "", "kind": entry["kind"]}
+        if subresource:
+            sub = {"subresource": subresource, "responseKind": kind, "verbs": entry["verbs"]}
+            resources[plural].setdefault("subresources", []).append(sub)
+            continue
+        resources[plural] = {
+            "resource": plural,
+            "responseKind": kind,
+            "scope": "Namespaced" if entry["namespaced"] else "Cluster",
+            "singularResource": entry["singularName"],
+            "verbs": entry["verbs"],
+        } | {key: entry[key] for key in ("shortNames", "categories") if key in entry}
+    return list(resources.values())
 
 
 def resolve(types: Iterable[ResourceType], name: str) -> ResourceType:

@@ -126,6 +126,23 @@ class StrictKubernetesEmulator(kmock.KubernetesScaffold):
         assert request.resource is not None
         return discovery.resource_list(self._types.values(), request.resource.group, request.resource.version)
 
+    async def _serve_api(self, request: kmock.Request) -> kmock.Response:
+        return self._discovery(request, await super()._serve_api(request), core=True)
+
+    async def _serve_apis(self, request: kmock.Request) -> kmock.Response:
+        return self._discovery(request, await super()._serve_apis(request), core=False)
+
+    def _discovery(self, request: kmock.Request, legacy: kmock.Payload, *, core: bool) -> kmock.Response:
+        """Aggregated discovery where the Accept header asks for it first (kubectl 1.26+ does), with
+        the media type that tells the client what it got; else the legacy document. Both name their
+        Content-Type: kmock keeps a returned Response's headers on its reaction for the next request."""
+        version = discovery.aggregated_version(header(request, "Accept") or "")
+        if version is None:
+            return kmock.Response(payload=legacy, headers={"Content-Type": "application/json; charset=utf-8"})
+        media = f"application/json;g={discovery.AGGREGATED_GROUP};v={version};as=APIGroupDiscoveryList"
+        body = discovery.aggregated_discovery(self._types.values(), core=core, version=version)
+        return kmock.Response(payload=body, headers={"Content-Type": media})
+
     async def _serve_server_version(self, request: kmock.Request) -> Body:
         return dict(openapi.KUBERNETES_VERSION)
 
