@@ -116,30 +116,30 @@ def manifest(spec: str, name: str = "refused") -> str:
     return f"apiVersion: {API}\nkind: WhatsAppInstance\nmetadata: {{name: {name}}}\n{spec}\n"
 
 
-def table(output: str) -> tuple[list[str], dict[str, list[str]]]:
-    """kubectl's table: its header and each row by name, cut where the header's columns start (a
+def cells(output: str) -> tuple[list[str], list[list[str]]]:
+    """kubectl's table: its header and each row's cells, cut where the header's columns start (a
     cell may be empty, a header may hold a space)."""
     header, *lines = output.rstrip("\n").splitlines()
-    starts = [(m.group(), m.start()) for m in re.finditer(r"\S+(?: \S+)*", header)]
-    bounds = [
-        (start, next_start) for (_, start), (_, next_start) in zip(starts, [*starts[1:], ("", None)], strict=True)
-    ]
-    rows = [[line[start:end].strip() for start, end in bounds] for line in lines]
-    return [name for name, _ in starts], {cells[0]: cells for cells in rows}
+    columns = list(re.finditer(r"\S+(?: \S+)*", header))
+    bounds = list(zip([c.start() for c in columns], [*(c.start() for c in columns[1:]), None], strict=True))
+    return [c.group() for c in columns], [[line[start:end].strip() for start, end in bounds] for line in lines]
+
+
+def table(output: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The header, and each row's cells by its first cell (the name)."""
+    header, lines = cells(output)
+    return header, {line[0]: line for line in lines}
 
 
 def row(output: str, name: str) -> dict[str, str]:
-    header, rows = table(output)
-    return dict(zip(header, rows[name], strict=True))
+    header, by_name = table(output)
+    return dict(zip(header, by_name[name], strict=True))
 
 
 def rows(output: str) -> list[dict[str, str]]:
-    """Every row, for tables whose first column is no name (`kubectl get events`)."""
-    header, lines = output.rstrip("\n").splitlines()[0], output.rstrip("\n").splitlines()[1:]
-    starts = [m.start() for m in re.finditer(r"\S+(?: \S+)*", header)]
-    names = [m.group() for m in re.finditer(r"\S+(?: \S+)*", header)]
-    bounds = list(zip(starts, [*starts[1:], None], strict=True))
-    return [dict(zip(names, (line[a:b].strip() for a, b in bounds), strict=True)) for line in lines]
+    """Every row by column, for tables whose first column is no name (`kubectl get events`)."""
+    header, lines = cells(output)
+    return [dict(zip(header, line, strict=True)) for line in lines]
 
 
 def test_the_demo_says_how_and_writes_where_everything_is(demo: Demo) -> None:
