@@ -17,7 +17,7 @@ import yaml
 
 from tests.support.operator_harness import backends, instance_manifest, wait_event, wait_instance, wait_phase
 from whatsapp_operator.devkit.kube_emulator import Access, EmulatedCluster
-from whatsapp_operator.devkit.kube_emulator.server import USER_AGENT
+from whatsapp_operator.devkit.kube_emulator.cluster import USER_AGENT
 
 # A credential plugin as client-go runs them (aws eks get-token, gke-gcloud-auth-plugin, kubelogin):
 # it prints an ExecCredential; this one hands out whatever token its file holds.

@@ -26,7 +26,7 @@ from tests.support.pg import eventually
 from tests.support.status_api import status_client
 from whatsapp_operator import GROUP
 from whatsapp_operator.devkit.kube_emulator import Access
-from whatsapp_operator.devkit.kube_emulator.server import USER_AGENT
+from whatsapp_operator.devkit.kube_emulator.cluster import USER_AGENT
 from whatsapp_operator.devkit.manifests import notifier_spec
 from whatsapp_operator.devkit.simulator.receiver import WebhookSink
 

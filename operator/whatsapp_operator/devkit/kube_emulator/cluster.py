@@ -15,11 +15,12 @@ import kopf
 
 from whatsapp_operator.devkit.crds import load_crds
 from whatsapp_operator.devkit.kube_emulator.schema import JSON_PATCH, MERGE_PATCH, Body
-from whatsapp_operator.devkit.kube_emulator.server import USER_AGENT, StrictKubernetesEmulator
+from whatsapp_operator.devkit.kube_emulator.server import StrictKubernetesEmulator
 
 ADMIN, ADMIN_TOKEN = "kubernetes-admin", "token-of-the-emulated-clusters-verbs"
 # Every kubectl's User-Agent starts so: a user's ("kubectl/v1.32.4 (linux/amd64) ...") and these verbs'.
 KUBECTL = "kubectl/"
+USER_AGENT = f"{KUBECTL}emulated"  # these verbs', to tell their requests from the operator's
 
 
 class KubeApiError(Exception):

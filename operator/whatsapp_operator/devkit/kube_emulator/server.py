@@ -35,10 +35,6 @@ from whatsapp_operator.devkit.kube_emulator.resources import (
 from whatsapp_operator.devkit.kube_emulator.schema import NAMESPACE_PATH, Body, api_error, status_body
 from whatsapp_operator.devkit.kube_emulator.store import ObjectStore
 
-# The User-Agent of EmulatedCluster's verbs, to tell their writes from the operator's; here, where
-# tests have always imported it from.
-USER_AGENT = "kubectl/emulated"
-
 
 def _resize_watch_window(emulator: StrictKubernetesEmulator, _: attrs.Attribute[int], window: int) -> int:
     emulator._store.watch_window = window
