@@ -81,8 +81,8 @@ class Runtime:
         else:
             store = self.memory_outbox = MemoryOutbox()
         self._channels = Channels(self.prober, self.kube)
-        policy = self.notifier_settings.policy
-        policy = dataclasses.replace(policy, deadline=datetime.timedelta(seconds=self.config.notify_deadline))
+        deadline = datetime.timedelta(seconds=self.config.notify_deadline)
+        policy = dataclasses.replace(self.notifier_settings.policy, deadline=deadline)
         self.notifier = Notifier(
             store,
             self._channels.deliver,

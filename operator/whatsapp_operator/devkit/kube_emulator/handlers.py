@@ -117,7 +117,7 @@ class Handlers:
                 f"server-side apply ({APPLY_PATCH}) is not served by the emulated API server:"
                 " use client-side kubectl apply (without --server-side)",
             )
-        rtype, key, old = self._target(request, writing=True)
+        _, key, old = self._target(request, writing=True)
         if patch_type == JSON_PATCH and isinstance(request.data, list):
             try:
                 new = as_object(jsonpatch.apply_patch(old, request.data))
