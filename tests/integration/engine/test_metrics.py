@@ -25,6 +25,7 @@ from tests.support.operator_harness import (
     wait_phase,
 )
 from tests.support.pg import StoppableDatabase, eventually, execute
+from whatsapp_operator.core.phases import Phase
 from whatsapp_operator.core.status import HEALTH
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
 from whatsapp_operator.devkit.manifests import notifier_spec
@@ -74,6 +75,15 @@ def health_metric(runtime: Runtime) -> Callable[[], Awaitable[dict[str, float]]]
     return read
 
 
+def phases(**counts: int) -> dict[str, float]:
+    """Instances by phase as the gauge has them: every phase, those not named at 0."""
+    return {str(phase): float(counts.get(str(phase), 0)) for phase in Phase}
+
+
+def breaker(metrics: Scrape) -> dict[str, float]:
+    return metrics.by(f"{M}breaker_state", "state", server=SERVER)
+
+
 def assert_every_probe_timed(metrics: Scrape) -> None:
     """One histogram observation per probe, whatever its outcome; only the three outcomes exist."""
     assert metrics.label_values(f"{M}probes_total", "outcome") == {"state", "missing", "failed"}
@@ -102,6 +112,10 @@ async def test_the_heartbeat_counts_phases_and_an_outage_moves_everyone_to_unkno
         assert server is not None
         assert (server["status"]["instances"], server["status"]["connected"]) == (5, 1)
         metrics = await scrape(runtime)
+        assert metrics.by(f"{M}instances", "phase", server=SERVER) == phases(
+            Connected=1, LoggedOut=1, Connecting=1, Pairing=2
+        ), "every phase, 0 included"
+        assert breaker(metrics) == {"Closed": 1, "Open": 0, "HalfOpen": 0}
         assert metrics.value(f"{M}remediation_exhausted", server=SERVER) == 1, "carla"
         assert metrics.value(f"{M}forced_logouts_total", server=SERVER) == 3, "carla's three"
         missing = [r for r in requests_to(sim, "GET", "/instance/connectionState/eva") if r.status == 404]
@@ -118,8 +132,8 @@ async def test_the_heartbeat_counts_phases_and_an_outage_moves_everyone_to_unkno
         assert server is not None
         assert (server["status"]["instances"], server["status"]["breaker"]) == (5, "Open")
         metrics = await scrape(runtime)
-        assert metrics.value(f"{M}instances", server=SERVER, phase="Unknown") == 5
-        assert metrics.value(f"{M}breaker_state", server=SERVER, state="Open") == 1
+        assert metrics.by(f"{M}instances", "phase", server=SERVER) == phases(Unknown=5)
+        assert breaker(metrics) == {"Closed": 0, "Open": 1, "HalfOpen": 0}
         assert metrics.value(f"{M}probes_total", server=SERVER, outcome="failed") >= 5, "each instance's"
         assert metrics.value(f"{M}probes_total", server=SERVER) > probes_before
         assert_every_probe_timed(metrics)
@@ -130,11 +144,15 @@ async def test_liveness_checks_and_restarts_are_counted_as_the_simulator_saw_the
         sim.add_instance("zombie", "open")
         await kube.create(instance_manifest("zombie"))
         await wait_phase(kube, "zombie", "Connected")
+        alive_before = len(checks_answered(sim, 200))
         sim.act("zombie", "zombie")
         await wait_phase(kube, "zombie", "Unresponsive", within=180)
         obj = await wait_phase(kube, "zombie", "Connected", within=60)  # healed by its restart
         assert obj["status"]["restarts"] == 1
+        checked_before = len(checks_answered(sim))
         await asyncio.sleep(120)  # two intervals: checked again since
+        assert len(checks_answered(sim, 200)) > alive_before, "a check after the restart found it alive"
+        assert len(checks_answered(sim)) > checked_before
 
         metrics = await scrape(runtime)
         assert metrics.value(f"{M}restarts_total", server=SERVER) == 1
@@ -143,7 +161,7 @@ async def test_liveness_checks_and_restarts_are_counted_as_the_simulator_saw_the
             """The checks by result: counted by the operator, and as the simulator answered them (a
             check may be in flight between the two, hence `agree`)."""
             metrics = await scrape(runtime)
-            answers = [c.status for c in requests_to(sim, "POST", "/baileys/onWhatsapp/zombie")]
+            answers = [c.status for c in checks_answered(sim)]
             answered = collections.Counter({200: "alive", 500: "failed"}.get(a, "inconclusive") for a in answers)
             counted = metrics.by(f"{M}liveness_checks_total", "result", server=SERVER)
             return counted, {result: float(answered[result]) for result in counted}
@@ -151,7 +169,13 @@ async def test_liveness_checks_and_restarts_are_counted_as_the_simulator_saw_the
         await agree(counted_and_answered)
         results, _ = await counted_and_answered()
         assert results["failed"] >= 2, "a run of failures made it Unresponsive"
-        assert results["alive"] >= 1, "after the restart"
+        assert results["alive"] > alive_before, "the checks after the restart"
+
+
+def checks_answered(sim: Simulator, status: int | None = None) -> list[Any]:
+    """The zombie's liveness checks the simulator answered (with `status`, if given)."""
+    checks = requests_to(sim, "POST", "/baileys/onWhatsapp/zombie")
+    return [c for c in checks if status is None or c.status == status]
 
 
 async def test_notifications_are_counted_by_result_and_pending_ones_shown(pg_url: str) -> None:
@@ -163,6 +187,7 @@ async def test_notifications_are_counted_by_result_and_pending_ones_shown(pg_url
         async with running(runtime):
             await logged_out(kube, sim, "waits")  # its text waits for the sender, past the deadline
             await becomes(pending(runtime), {"whatsapp": 1, "event": 0, "callback": 0})
+            assert (await scrape(runtime)).value(f"{M}sender_ready", server=SERVER) == 0, "the sender is close"
             await asyncio.sleep(900)
             await becomes(pending(runtime), {"whatsapp": 0, "event": 0, "callback": 0})
             metrics = await scrape(runtime)
@@ -172,6 +197,8 @@ async def test_notifications_are_counted_by_result_and_pending_ones_shown(pg_url
             sim.unregistered.add("5511922220000")
             await logged_out(kube, sim, "no-account", "5511922220000")
             await becomes(lambda: texts(pg_url), {"waits": "dead", "no-account": "failed"})
+            # The sender is looked at when a text is due: open since no-account's.
+            assert (await scrape(runtime)).value(f"{M}sender_ready", server=SERVER) == 1
             sim.add_fault("errors", None, rate=1, status=503, path="/message/sendText")
             await logged_out(kube, sim, "unlucky", "5511933330000")
             await becomes(lambda: texts(pg_url), {"waits": "dead", "no-account": "failed", "unlucky": "dead"}, 900)
