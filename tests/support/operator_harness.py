@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import os
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from whatsapp_operator.devkit.kube_emulator import EmulatedCluster
@@ -59,6 +62,16 @@ async def backends(
             await sim.stop()
         violations = kube.violations()
     assert not violations, "a real API server would have dropped or refused:\n" + "\n".join(violations)
+
+
+# `whatsapp-operator run` as a process of its own, with what the tests leave off.
+RUN = [str(Path(sys.executable).with_name("whatsapp-operator")), "run", "--log-format", "plain"]
+RUN += ["--liveness", "off", "--webhook-listen", "off", "--metrics-listen", "off"]
+
+
+def outside_a_cluster() -> dict[str, str]:
+    """This environment without the in-cluster hint: kopf logs in from what the test gives it."""
+    return {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
 
 
 def operator_runtime(

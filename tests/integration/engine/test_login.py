@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +14,15 @@ from typing import Any
 
 import yaml
 
-from tests.support.operator_harness import backends, instance_manifest, wait_event, wait_instance, wait_phase
+from tests.support.operator_harness import (
+    RUN,
+    backends,
+    instance_manifest,
+    outside_a_cluster,
+    wait_event,
+    wait_instance,
+    wait_phase,
+)
 from whatsapp_operator.devkit.kube_emulator import Access, EmulatedCluster
 from whatsapp_operator.devkit.kube_emulator.cluster import USER_AGENT
 
@@ -29,15 +36,11 @@ print(json.dumps(credential))
 """
 
 
-RUN = [str(Path(sys.executable).with_name("whatsapp-operator")), "run", "--log-format", "plain"]
-RUN += ["--liveness", "off", "--webhook-listen", "off", "--metrics-listen", "off"]
-
-
 @contextlib.asynccontextmanager
 async def operator_process(kubeconfig: Path) -> AsyncIterator[None]:
     """`whatsapp-operator run` with $KUBECONFIG, outside any cluster (no in-cluster ServiceAccount
     to find first), until the block ends; it must stop cleanly on SIGTERM."""
-    env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"} | {"KUBECONFIG": str(kubeconfig)}
+    env = outside_a_cluster() | {"KUBECONFIG": str(kubeconfig)}
     process = await asyncio.create_subprocess_exec(*RUN, env=env, stderr=asyncio.subprocess.PIPE)
     try:
         yield

@@ -14,8 +14,6 @@ import base64
 import contextlib
 import datetime
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,11 +26,13 @@ from psycopg.rows import dict_row
 from tests.support.loop_thread import LoopThread
 from tests.support.metrics import scrape
 from tests.support.operator_harness import (
+    RUN,
     IssuedCodes,
     backends,
     environment,
     instance_manifest,
     operator_runtime,
+    outside_a_cluster,
     wait_event,
     wait_instance,
     wait_phase,
@@ -50,14 +50,13 @@ from whatsapp_operator.devkit.simulator import Simulator
 from whatsapp_operator.devkit.simulator.receiver import WebhookSink
 from whatsapp_operator.engine.notifier import NotifierSettings
 from whatsapp_operator.engine.runner import running
-from whatsapp_operator.engine.runtime import Runtime
-from whatsapp_operator.engine.settings import Config
 
 pytestmark = pytest.mark.looptime
 
 SENDER = "platform-sender"
 CALLBACK_SECRET = "whsec_" + base64.b64encode(b"the application's callback secret").decode()
 PHONE = "+5511987654321"
+FAST = {"probe": {"intervalSeconds": 5}}  # a disconnection is seen within 5 s, in real time
 
 
 def outbox(url: str) -> list[dict[str, Any]]:
@@ -283,8 +282,7 @@ async def test_decisions_made_while_postgres_is_down_are_delivered_once_even_acr
     pg_stoppable: StoppableDatabase,
 ) -> None:
     url, other = pg_stoppable.url, "+5521998765432"
-    fast = {"probe": {"intervalSeconds": 5}}
-    async with backends(notifier=notifier_spec(SENDER), **fast) as (kube, sim):
+    async with backends(notifier=notifier_spec(SENDER), **FAST) as (kube, sim):
         sim.add_instance(SENDER, "open")
         async with running(operator_runtime(kube, url)):
             await connected(kube, sim, "driver-d")
@@ -433,15 +431,7 @@ async def test_a_reconnected_message_rebuilt_at_a_restart_keeps_the_time_it_was_
 async def test_a_number_not_on_whatsapp_fails_at_once_and_a_dead_text_is_sent_once_when_replayed(pg_url: str) -> None:
     async with backends(notifier=notifier_spec(SENDER)) as (kube, sim):
         sim.add_instance(SENDER, "open")
-        config = Config(
-            kube_server=kube.url,
-            liveness=None,
-            database_url=pg_url,
-            webhook_listen="127.0.0.1:0",
-            metrics_listen="127.0.0.1:0",
-            notify_deadline=600,
-        )
-        async with running(Runtime(config)):
+        async with running(operator_runtime(kube, pg_url, notify_deadline=600)):
             sim.unregistered.add("5511911112222")
             await connected(kube, sim, "no-account", phone="+5511911112222")
             await connected(kube, sim, "unlucky", phone="+5511933334444")
@@ -481,12 +471,9 @@ async def test_a_number_not_on_whatsapp_fails_at_once_and_a_dead_text_is_sent_on
 async def operator_process(kube: EmulatedCluster, database_url: str, log: Path) -> AsyncIterator[None]:
     """`whatsapp-operator run` in a process of its own, SIGKILLed when the block ends: no cleanup
     handler runs, so what it held only in memory (the mirror's queue) is lost as in a crash."""
-    command = [sys.executable, "-m", "whatsapp_operator", "run", "--log-format", "plain", "--liveness", "off"]
-    command += ["--kube-server", kube.url, "--database-url", database_url]
-    command += ["--webhook-listen", "off", "--metrics-listen", "off"]
-    env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+    command = [*RUN, "--kube-server", kube.url, "--database-url", database_url]
     with log.open("ab") as output:
-        process = await asyncio.create_subprocess_exec(*command, env=env, stdout=output, stderr=output)
+        process = await asyncio.create_subprocess_exec(*command, env=outside_a_cluster(), stdout=output, stderr=output)
         try:
             yield
         finally:
@@ -503,7 +490,7 @@ async def test_an_operator_killed_before_the_outbox_row_and_after_it_delivers_on
     async with (
         WebhookSink() as sink,
         backends(
-            CALLBACK_SECRET, notifier=notifier_spec(SENDER, f"{sink.url}/whatsapp-events"), probe={"intervalSeconds": 5}
+            CALLBACK_SECRET, notifier=notifier_spec(SENDER, f"{sink.url}/whatsapp-events"), **FAST
         ) as (kube, sim),
     ):
         sim.add_instance(SENDER, "open")
@@ -559,7 +546,7 @@ async def test_without_a_database_a_restarted_operators_event_is_not_taken_for_a
             await eventually(lambda: len(texts(sim)) == 2, within=60)
             await asyncio.sleep(60)
 
-    # The memory outbox numbered both notifications 1; their Events are still two.
+    # One Event per episode, each named after its own (`event_name`), whatever a restart did to ids.
     assert len(kube.emulator.events(name="driver-g", reason="DriverNotified")) == 2
 
 
@@ -619,7 +606,6 @@ WAITING_FOR_SENDER = {
     ("driver-s", "whatsapp", "pending"),
 }
 PREFIX = "whatsapp_operator"
-FAST = {"probe": {"intervalSeconds": 5}}  # a disconnection is seen within 5 s, in real time
 # A sender not open is looked at again every 2 s, not 30: real time, here.
 SENDER_LOOKS = NotifierSettings(policy=DeliveryPolicy(wait=datetime.timedelta(seconds=2)))
 
