@@ -95,3 +95,4 @@ def test_an_event_name_is_a_valid_object_name_for_the_longest_instance_names() -
         assert len(name) <= 253
         assert subdomain.fullmatch(name), name
         assert name != event_name(dataclasses.replace(n, episode=T0))
+        assert name != event_name(dataclasses.replace(n, kind="reconnected")), "the episode's other message"

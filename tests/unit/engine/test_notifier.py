@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import time
+
+import pytest
 
 from whatsapp_operator.core.notifications import Notification
 from whatsapp_operator.engine.notifier import MemoryOutbox
@@ -42,12 +45,15 @@ def test_an_episode_has_one_notification_and_one_reconnected_message() -> None:
     ]
 
 
-def test_a_restarted_operators_ids_never_repeat_an_earlier_runs() -> None:
+def test_a_restarted_operators_ids_never_repeat_an_earlier_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """The callback's notificationId and webhook-id come from these ids: an application that
     deduplicates on them must not take a new notification after a restart for an old one."""
+    now = time.time_ns()
+    monkeypatch.setattr(time, "time_ns", lambda: now)
     before = MemoryOutbox()
     assert before.add(LOGGED_OUT)
     assert before.add(dataclasses.replace(LOGGED_OUT, episode=LOGGED_OUT.decided_at))
+    monkeypatch.setattr(time, "time_ns", lambda: now + 2_000_000_000)  # restarted two seconds later
     restarted = MemoryOutbox()
     assert restarted.add(dataclasses.replace(LOGGED_OUT, instance_uid="uid-2"))
     earlier = {r["id"] for r in before.listing()}
